@@ -1,0 +1,111 @@
+"""Algorithm registry, input validation, and the public ``run`` / ``run_many`` entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hooked_nar.algorithms.probing import adjacency, mask_one, positions
+from hooked_nar.algorithms.specs import SPECS
+from hooked_nar.algorithms.trajectory import Trajectory
+
+# (A [n, n] float64, source) -> (hints {name: [T, ...]}, outputs {name: [...]})
+TraceFn = Callable[[np.ndarray, int], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    trace: TraceFn
+    negative_weights: bool = False  # whether negative edge weights are allowed
+
+    @property
+    def needs_source(self) -> bool:
+        """True when CLRS feeds a source node ``s`` as an input of this algorithm."""
+        spec = SPECS[self.name].get("s")
+        return spec is not None and spec.stage == "input"
+
+
+_REGISTRY: dict[str, Algorithm] = {}
+
+
+def register(name: str, *, negative_weights: bool = False) -> Callable[[TraceFn], TraceFn]:
+    """Decorator that registers a trace function under a CLRS algorithm name."""
+    if name not in SPECS:
+        raise KeyError(f"{name!r} is not a CLRS algorithm with a spec")
+
+    def deco(fn: TraceFn) -> TraceFn:
+        _REGISTRY[name] = Algorithm(name, fn, negative_weights)
+        return fn
+
+    return deco
+
+
+def get_algorithm(name: str) -> Algorithm:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown algorithm name={name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def validate_graph(algorithm: Algorithm, A: np.ndarray, source: int | None) -> tuple[np.ndarray, int]:
+    """Check ``A`` and ``source`` for ``algorithm``; return ``A`` as float64 and the source index."""
+    A = np.asarray(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square 2-D weight matrix [n, n], got shape {A.shape}")
+    if A.shape[0] == 0:
+        raise ValueError("A must have at least one node, got shape (0, 0)")
+    if not (np.issubdtype(A.dtype, np.number) or A.dtype == np.bool_):
+        raise ValueError(f"A must hold numeric weights, got dtype {A.dtype}")
+    A = A.astype(np.float64, copy=True)
+    if not np.isfinite(A).all():
+        raise ValueError("A contains NaN or infinite weights; use 0 for a missing edge")
+    if not algorithm.negative_weights and (A < 0).any():
+        raise ValueError(f"A has negative weights, which {algorithm.name} does not allow")
+    n = A.shape[0]
+    if algorithm.needs_source:
+        if source is None:
+            raise ValueError(f"source is required for {algorithm.name}")
+        if isinstance(source, bool) or not isinstance(source, (int, np.integer)):
+            raise ValueError(f"source must be an integer node index, got {source!r}")
+        if not 0 <= int(source) < n:
+            raise ValueError(f"source={source} is out of range for a graph of {n} nodes")
+        return A, int(source)
+    if source is not None:
+        raise ValueError(f"{algorithm.name} takes no source (CLRS runs it over all nodes); got source={source}")
+    return A, 0
+
+
+def run(name: str, A: np.ndarray, source: int | None = None) -> Trajectory:
+    """Execute CLRS algorithm ``name`` on the dense weight matrix ``A`` ([n, n], 0 = no edge).
+
+    Returns a :class:`Trajectory` whose inputs, hints and outputs equal those of
+    DeepMind's CLRS reference implementation for the same graph and source.
+    """
+    algorithm = get_algorithm(name)
+    A, s = validate_graph(algorithm, A, source)
+    return _trace(algorithm, A, s)
+
+
+def run_many(
+    name: str, graphs: Sequence[np.ndarray], sources: Sequence[int] | None = None
+) -> list[Trajectory]:
+    """``run`` over many graphs; the same results as calling ``run`` on each."""
+    algorithm = get_algorithm(name)
+    if sources is not None and len(sources) != len(graphs):
+        raise ValueError(f"sources has {len(sources)} entries but graphs has {len(graphs)}")
+    out = []
+    for i, A in enumerate(graphs):
+        A, s = validate_graph(algorithm, A, None if sources is None else sources[i])
+        out.append(_trace(algorithm, A, s))
+    return out
+
+
+def _trace(algorithm: Algorithm, A: np.ndarray, s: int) -> Trajectory:
+    n = A.shape[0]
+    inputs = {"pos": positions(n), "A": A, "adj": adjacency(A)}
+    if algorithm.needs_source:
+        inputs["s"] = mask_one(s, n)
+    hints, outputs = algorithm.trace(A, s)
+    return Trajectory(algorithm.name, inputs, hints, outputs)
