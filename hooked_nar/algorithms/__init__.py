@@ -7,6 +7,9 @@
 
 # Importing a module registers its algorithms.
 from hooked_nar.algorithms import bfs as _bfs  # noqa: F401
+from hooked_nar.algorithms import depth_first as _depth_first  # noqa: F401
+from hooked_nar.algorithms import mst as _mst  # noqa: F401
+from hooked_nar.algorithms import shortest_paths as _shortest_paths  # noqa: F401
 from hooked_nar.algorithms.registry import get_algorithm, run, run_many
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS, FieldSpec
 from hooked_nar.algorithms.trajectory import Trajectory
