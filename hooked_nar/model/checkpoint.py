@@ -1,0 +1,108 @@
+"""Saving and loading models as a directory of ``config.json`` + ``model.safetensors``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def write_directory_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write(tmp_dir)`` fill a temporary directory, then move it to ``path`` in one step.
+
+    An exception or interruption inside ``write`` leaves ``path`` as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def write_model_files(model, directory: Path, metadata: dict | None = None) -> None:
+    """Write ``config.json`` (config plus metadata) and ``model.safetensors`` into ``directory``."""
+    payload = {"config": model.cfg.to_dict(), "metadata": metadata or {}}
+    (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, directory / WEIGHTS_NAME)
+
+
+def save_model(model, path: str | Path, metadata: dict | None = None) -> Path:
+    """Save ``model`` as a checkpoint directory at ``path``, atomically."""
+    return write_directory_atomically(path, lambda tmp: write_model_files(model, tmp, metadata))
+
+
+def shipped_checkpoints() -> list[str]:
+    """Names of the checkpoints shipped inside the package."""
+    root = resources.files("hooked_nar") / "pretrained"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file())
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A shipped checkpoint name (``"bfs"``) or a directory path."""
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    shipped = resources.files("hooked_nar") / "pretrained" / str(name_or_path)
+    if shipped.is_dir() and (shipped / CONFIG_NAME).is_file():
+        return Path(str(shipped))
+    raise ValueError(
+        f"checkpoint {str(name_or_path)!r} is neither a directory nor a shipped checkpoint "
+        f"(shipped: {', '.join(shipped_checkpoints()) or 'none'})"
+    )
+
+
+def load_model(name_or_path: str | Path, expected_config: dict | None = None):
+    """Load a ``HookedNAR`` from a checkpoint directory or a shipped name.
+
+    ``expected_config`` (optional): keys that must match the stored config.
+    """
+    from hooked_nar.model.config import NARConfig
+    from hooked_nar.model.hooked_nar import HookedNAR
+
+    path = resolve_checkpoint(name_or_path)
+    try:
+        payload = json.loads((path / CONFIG_NAME).read_text())
+        cfg = NARConfig.from_dict(payload["config"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"checkpoint {path}: unreadable {CONFIG_NAME} ({e})") from e
+    for key, value in (expected_config or {}).items():
+        if getattr(cfg, key) != value:
+            raise ValueError(f"checkpoint {path} has {key}={getattr(cfg, key)!r}, expected {value!r}")
+    try:
+        state = load_file(path / WEIGHTS_NAME)
+    except (OSError, SafetensorError) as e:
+        raise ValueError(f"checkpoint {path}: unreadable {WEIGHTS_NAME} ({e})") from e
+    model = HookedNAR(cfg)
+    own = model.state_dict()
+    bad = sorted(set(own) ^ set(state)) + [k for k in own if k in state and own[k].shape != state[k].shape]
+    if bad:
+        raise ValueError(f"checkpoint {path} does not match its config: mismatching tensors {bad[:5]}")
+    model.load_state_dict(state)
+    model.metadata = payload.get("metadata", {})
+    return model.eval()
+
+

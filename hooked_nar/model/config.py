@@ -1,0 +1,72 @@
+"""``NARConfig``: every architectural and training-relevant choice of a ``HookedNAR``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
+AGGREGATIONS = ("max", "sum", "mean")
+HINT_MODES = ("none", "supervised", "encoded")
+
+
+@dataclass
+class NARConfig:
+    """Configuration of a :class:`~hooked_nar.model.HookedNAR`.
+
+    hint_mode:
+        ``"none"``: hints are neither decoded nor supervised;
+        ``"supervised"``: hints are decoded at every step and supervised (auxiliary loss);
+        ``"encoded"``: additionally the decoded hints of step t are re-encoded as inputs of
+        step t+1 (CLRS's "encode-decode" mode); with probability ``teacher_forcing`` the true
+        hint is fed instead during training.
+    """
+
+    algorithm: str
+    d_model: int = 128
+    processor: str = "mpnn"
+    num_layers: int = 1
+    aggregation: str = "max"
+    gated: bool = True
+    hint_mode: str = "supervised"
+    teacher_forcing: float = 0.0
+    dropout: float = 0.0
+    num_heads: int = 4
+    d_triplet: int = 8
+    layer_norm: bool = True
+    initial_steps: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from hooked_nar.algorithms import ALGORITHMS
+
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm={self.algorithm!r} is unknown; valid: {', '.join(ALGORITHMS)}")
+        for name, valid in (("processor", PROCESSORS), ("aggregation", AGGREGATIONS), ("hint_mode", HINT_MODES)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {valid}")
+        if self.d_model <= 0 or self.num_layers <= 0:
+            raise ValueError("d_model and num_layers must be positive")
+        if self.processor == "transformer" and self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise ValueError(f"teacher_forcing={self.teacher_forcing} must lie in [0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NARConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"config has unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> NARConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,96 @@
+"""Decoders: one head per hint and output field, by CLRS type and location.
+
+Logit formats (X is N, E or B for node, edge and graph fields):
+mask / scalar ``[X]``; mask_one ``[X]`` (softmax within each graph); categorical ``[X, C]``;
+node pointer ``[P]`` over the candidate pairs ``pointer_index`` [2, P] (softmax over the
+candidates ``i`` of each node ``j``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+from transformer_lens.hook_points import HookPoint
+
+from hooked_nar.model.fields import Field
+
+
+class NodeHead(nn.Module):
+    def __init__(self, d: int, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2 * d, width)
+
+    def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        return self.lin(z)
+
+
+class GraphHead(nn.Module):
+    def __init__(self, d: int, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2 * d, width)
+
+    def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        return self.lin(scatter(z, batch, 0, dim_size=num_graphs, reduce="max"))
+
+
+class EdgeHead(nn.Module):
+    def __init__(self, d: int, width: int) -> None:
+        super().__init__()
+        self.src, self.dst, self.edge = nn.Linear(2 * d, d), nn.Linear(2 * d, d), nn.Linear(d, d)
+        self.out = nn.Linear(d, width)
+
+    def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        src, dst = edge_index
+        return self.out(torch.relu(self.src(z)[src] + self.dst(z)[dst] + self.edge(edge_fts)))
+
+
+class PointerHead(nn.Module):
+    """Score of ``i`` as the pointer of ``j``: ``<q(z_j), k(z_i)> / sqrt(d)`` (+ edge term)."""
+
+    def __init__(self, d: int, use_edges: bool) -> None:
+        super().__init__()
+        self.query, self.key = nn.Linear(2 * d, d), nn.Linear(2 * d, d)
+        self.edge = nn.Linear(d, 1) if use_edges else None
+
+    def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        i, j = pointer_index
+        scores = (self.query(z)[j] * self.key(z)[i]).sum(-1) / math.sqrt(self.query.out_features)
+        if self.edge is not None:
+            scores = scores + self.edge(edge_fts).squeeze(-1)
+        return scores
+
+
+def make_head(field: Field, d: int, dense_pointers: bool) -> nn.Module:
+    if field.type == "pointer":
+        if field.location != "node":
+            raise ValueError(
+                f"field {field.name!r}: {field.location} pointers are not supported by HookedNAR"
+            )
+        return PointerHead(d, use_edges=not dense_pointers)
+    width = field.width
+    return {"node": NodeHead, "edge": EdgeHead, "graph": GraphHead}[field.location](d, width)
+
+
+class Decoder(nn.Module):
+    """Heads for hints (hooked per step under ``steps.{t}.decoder``) and outputs (``decoder.hook_*``)."""
+
+    def __init__(self, d: int, hint_fields, output_fields, dense_pointers: bool) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict(
+            {f.name: make_head(f, d, dense_pointers) for f in [*hint_fields, *output_fields]}
+        )
+        for f in output_fields:
+            setattr(self, f"hook_{f.name}", HookPoint())
+
+    def forward(self, fields: list[Field], z, edge_fts, batch, edge_index, pointer_index,
+                num_graphs: int, hooks: nn.Module) -> dict[str, Tensor]:
+        out = {}
+        for f in fields:
+            logits = self.heads[f.name](z, edge_fts, batch, edge_index, pointer_index, num_graphs)
+            if f.type != "categorical" and f.type != "pointer":
+                logits = logits.squeeze(-1)
+            out[f.name] = getattr(hooks, f"hook_{f.name}")(logits)
+        return out

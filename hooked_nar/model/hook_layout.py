@@ -1,0 +1,67 @@
+"""Parameter-free modules that hold the hook points of one processor step.
+
+The processor's weights are shared across steps, but every step owns its own
+``HookPoint``s, so each activation has a unique name (``steps.3.hook_node_out``) and
+``hook.layer()`` returns the step.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from hooked_nar.model.config import NARConfig
+from hooked_nar.model.fields import Field
+
+
+class AttentionHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_pattern = HookPoint()  # [E, heads]
+
+
+class LayerHooks(nn.Module):
+    """Hook points of one processor layer: messages, aggregation, gate (and attention)."""
+
+    def __init__(self, cfg: NARConfig) -> None:
+        super().__init__()
+        self.hook_msg = HookPoint()  # [E, d]
+        if cfg.processor == "triplet_gmpnn":
+            self.hook_triplet_msg = HookPoint()  # [E, d]
+        self.hook_aggr = HookPoint()  # [N, d]
+        if cfg.gated:
+            self.hook_gate = HookPoint()  # [N, d]
+        if cfg.processor == "transformer":
+            self.attn = AttentionHooks()
+
+
+class HintDecoderHooks(nn.Module):
+    """``hook_<hint>``: the logits of every decoded hint at this step."""
+
+    def __init__(self, hint_fields: list[Field]) -> None:
+        super().__init__()
+        for f in hint_fields:
+            setattr(self, f"hook_{f.name}", HookPoint())
+
+
+class StepHooks(nn.Module):
+    """All hook points of processor step t: ``steps.{t}.*``.
+
+    With one layer per step the layer's hook points sit directly on the step
+    (``steps.{t}.hook_msg``); with several they are ``steps.{t}.layers.{l}.hook_msg``.
+    """
+
+    def __init__(self, cfg: NARConfig, hint_fields: list[Field]) -> None:
+        super().__init__()
+        self.hook_node_in = HookPoint()  # [N, d] hidden state read by the step
+        if cfg.num_layers == 1:
+            self.layers = None
+            for name, module in LayerHooks(cfg).named_children():
+                setattr(self, name, module)
+        else:
+            self.layers = nn.ModuleList(LayerHooks(cfg) for _ in range(cfg.num_layers))
+        self.hook_node_out = HookPoint()  # [N, d] hidden state after the step
+        self.decoder = HintDecoderHooks(hint_fields)
+
+    def layer(self, index: int) -> nn.Module:
+        return self if self.layers is None else self.layers[index]

@@ -1,0 +1,263 @@
+"""``HookedNAR``: an encode-process-decode Neural Algorithmic Reasoner with a hook point at
+every activation of every processor step, built on TransformerLens's ``HookedRootModule``."""
+
+from __future__ import annotations
+
+import difflib
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+
+from hooked_nar.model import typed_fields
+from hooked_nar.model.config import NARConfig
+from hooked_nar.model.decoders import Decoder
+from hooked_nar.model.encoders import Encoder
+from hooked_nar.model.fields import (
+    DENSE_POINTER_ALGORITHMS,
+    Field,
+    algorithm_fields,
+    complete_pairs,
+)
+from hooked_nar.model.hook_layout import StepHooks
+from hooked_nar.model.processors import PROCESSOR_CLASSES
+
+
+@dataclass
+class NARLogits:
+    """Logits of every output ``{name: [X(, C)]}`` and hint ``{name: [X, S(, C)]}`` field.
+
+    Hint column t holds the prediction of processor step t, i.e. of hint step t + 1.
+    Pointer logits are over ``pointer_index`` [2, P] (candidate i, node j).
+    """
+
+    outputs: dict[str, Tensor]
+    hints: dict[str, Tensor]
+    pointer_index: Tensor
+    num_steps: int
+
+
+def num_processor_steps(length: Tensor) -> Tensor:
+    """Processor steps each graph runs: ``T - 1``, at least one (outputs need a step)."""
+    return (length - 1).clamp(min=1)
+
+
+class HookedNAR(HookedRootModule):
+    """Encoder -> processor (shared weights, applied once per algorithm step) -> decoders.
+
+    ``model(batch)`` returns :class:`NARLogits`; ``model(batch, return_type="loss")`` the
+    training loss; ``model.predict(batch)`` decoded outputs (pointers as within-graph node
+    indices, directly comparable to CLRS). All TransformerLens hook machinery works
+    (``run_with_hooks``, ``run_with_cache``, ``hooks()``, ``add_hook``, backward hooks).
+    """
+
+    def __init__(self, cfg: NARConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.input_fields = algorithm_fields(cfg.algorithm, "input")
+        self.hint_fields = [] if cfg.hint_mode == "none" else algorithm_fields(cfg.algorithm, "hint")
+        self.output_fields = algorithm_fields(cfg.algorithm, "output")
+        self.dense_pointers = cfg.algorithm in DENSE_POINTER_ALGORITHMS
+        encoded = [] if cfg.hint_mode != "encoded" else self._encodable(self.hint_fields)
+        self.encoder = Encoder(cfg.d_model, self.input_fields, encoded)
+        self.processor = PROCESSOR_CLASSES[cfg.processor](cfg)
+        self.decoder = Decoder(cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers)
+        self.steps = nn.ModuleList(StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps))
+        self.setup()
+
+    def _encodable(self, fields: list[Field]) -> list[Field]:
+        # Pointers over a complete candidate set have no edge of edge_index to live on.
+        return [f for f in fields if not (f.type == "pointer" and self.dense_pointers)]
+
+    # ------------------------------------------------------------------ hooks
+    def ensure_steps(self, num_steps: int) -> None:
+        """Build hook points for at least ``num_steps`` processor steps."""
+        if num_steps <= len(self.steps):
+            return
+        if any(hp.fwd_hooks or hp.bwd_hooks for hp in self.hook_dict.values()):
+            raise RuntimeError(
+                f"this batch needs {num_steps} processor steps but hook points exist for "
+                f"{len(self.steps)} and hooks are attached; call model.ensure_steps({num_steps}) "
+                "before adding hooks (run_with_hooks / run_with_cache do this for you)"
+            )
+        hint_fields = self.hint_fields
+        self.steps.extend(StepHooks(self.cfg, hint_fields) for _ in range(num_steps - len(self.steps)))
+        self.setup()
+
+    def _check_hook_name(self, name) -> None:
+        if isinstance(name, str) and name not in self.hook_dict:
+            close = difflib.get_close_matches(name, list(self.hook_dict), n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"hook name {name!r} does not exist in this HookedNAR{hint}")
+
+    def add_hook(self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False) -> None:
+        self._check_hook_name(name)
+        super().add_hook(name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
+
+    def _enable_hook(self, name, hook, dir):  # the path taken by hooks() / run_with_hooks
+        self._check_hook_name(name)
+        super()._enable_hook(name, hook, dir)
+
+    def _prepare(self, args) -> None:
+        if args and hasattr(args[0], "length"):
+            self.ensure_steps(int(num_processor_steps(args[0].length).max()))
+
+    def run_with_hooks(self, *model_args, **kwargs):
+        self._prepare(model_args)
+        return super().run_with_hooks(*model_args, **kwargs)
+
+    def run_with_cache(self, *model_args, names_filter=None, **kwargs):
+        """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
+        from hooked_nar.model.cache import NARCache
+
+        self._prepare(model_args)
+        if isinstance(names_filter, (str, list)):
+            for name in [names_filter] if isinstance(names_filter, str) else names_filter:
+                self._check_hook_name(name)
+        out, cache = super().run_with_cache(*model_args, names_filter=names_filter, **kwargs)
+        return out, NARCache(cache, self, model_args[0])
+
+    # ---------------------------------------------------------------- forward
+    def pointer_index(self, batch) -> Tensor:
+        """Candidate (i, j) pairs of pointer heads: in-edges of j, or all nodes of j's graph."""
+        return complete_pairs(batch.ptr) if self.dense_pointers else batch.edge_index
+
+    def forward(self, batch, return_type: str = "logits"):
+        """``return_type``: ``"logits"`` (NARLogits), ``"loss"`` (scalar) or ``"both"``."""
+        if return_type not in ("logits", "loss", "both"):
+            raise ValueError(f"return_type={return_type!r} must be 'logits', 'loss' or 'both'")
+        self._check_batch(batch)
+        steps_per_graph = num_processor_steps(batch.length.view(-1))
+        num_steps = int(steps_per_graph.max())
+        self.ensure_steps(num_steps)
+        N, B, E = batch.num_nodes, batch.num_graphs, batch.edge_index.shape[1]
+        ei, node_batch = batch.edge_index, batch.batch
+        pidx = self.pointer_index(batch)
+        node_emb, edge_emb, graph_emb = self.encoder.encode_inputs(batch, N, E, B)
+
+        h = node_emb.new_zeros(N, self.cfg.d_model)
+        last_h = h
+        last_step = steps_per_graph[node_batch] - 1  # [N]
+        hint_logits: dict[str, list[Tensor]] = {f.name: [] for f in self.hint_fields}
+        fed_hints = self._true_hints(batch, 0, pidx) if self.cfg.hint_mode == "encoded" else {}
+        for t in range(num_steps):
+            hooks = self.steps[t]
+            node_fts, edge_fts, graph_fts = node_emb, edge_emb, graph_emb
+            if fed_hints:
+                node_fts, edge_fts, graph_fts = self.encoder.encode_hints(fed_hints, node_emb, edge_emb, graph_emb)
+            h = hooks.hook_node_in(h)
+            for layer in range(self.cfg.num_layers):
+                h = self.processor(node_fts, edge_fts, graph_fts, h, node_batch, ei, hooks.layer(layer))
+            h = hooks.hook_node_out(h)
+            last_h = torch.where((last_step == t)[:, None], h, last_h)
+            if self.hint_fields:
+                z = torch.cat([h, node_emb], -1)
+                step_logits = self.decoder(self.hint_fields, z, edge_emb, node_batch, ei, pidx, B, hooks.decoder)
+                for name, lg in step_logits.items():
+                    hint_logits[name].append(lg)
+                if self.cfg.hint_mode == "encoded":
+                    fed_hints = self._next_fed_hints(batch, t + 1, step_logits, pidx)
+
+        z = torch.cat([last_h, node_emb], -1)
+        outputs = self.decoder(self.output_fields, z, edge_emb, node_batch, ei, pidx, B, self.decoder)
+        hints = {k: torch.stack(v, dim=1) for k, v in hint_logits.items()}
+        logits = NARLogits(outputs, hints, pidx, num_steps)
+        if return_type == "logits":
+            return logits
+        loss = self.loss(logits, batch)
+        return loss if return_type == "loss" else (logits, loss)
+
+    def _check_batch(self, batch) -> None:
+        algorithm = getattr(batch, "algorithm", None)
+        algorithms = set(algorithm) if isinstance(algorithm, (list, tuple)) else {algorithm}
+        if algorithms != {self.cfg.algorithm}:
+            raise ValueError(f"batch holds {sorted(map(str, algorithms))} but this model runs {self.cfg.algorithm!r}")
+        missing = [f.name for f in self.input_fields if f.name not in batch]
+        if missing or "length" not in batch:
+            raise ValueError(f"batch lacks fields {missing + (['length'] if 'length' not in batch else [])}")
+
+    def _true_hints(self, batch, step: int, pidx: Tensor) -> dict[str, Tensor]:
+        T = batch[self.hint_fields[0].name].shape[1]
+        step = min(step, T - 1)
+        return {
+            f.name: typed_fields.true_values(f, batch[f.name][:, step], batch, pidx)
+            for f in self.encoder.hint_fields
+        }
+
+    def _next_fed_hints(self, batch, step: int, step_logits, pidx) -> dict[str, Tensor]:
+        if self.training and self.cfg.teacher_forcing > 0 and random.random() < self.cfg.teacher_forcing:
+            return self._true_hints(batch, step, pidx)
+        return {
+            f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
+            for f in self.encoder.hint_fields
+        }
+
+    # ------------------------------------------------------------ checkpoints
+    def save_pretrained(self, path, metadata: dict | None = None):
+        """Save to ``path`` (``config.json`` + ``model.safetensors``), atomically."""
+        from hooked_nar.model.checkpoint import save_model
+
+        return save_model(self, path, metadata if metadata is not None else getattr(self, "metadata", None))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **expected_config) -> HookedNAR:
+        """Load a shipped checkpoint (``"bfs"``, ``"dijkstra"``, ...) or a saved directory.
+
+        Keyword arguments (e.g. ``algorithm="bfs"``) must match the stored config.
+        """
+        from hooked_nar.model.checkpoint import load_model
+
+        return load_model(name_or_path, expected_config)
+
+    # ------------------------------------------------------------ objectives
+    def loss(self, logits: NARLogits, batch) -> Tensor:
+        """Sum over fields of the mean per-field loss; hints only on valid steps."""
+        total = logits.pointer_index.new_zeros((), dtype=torch.float32)
+        for f in self.output_fields:
+            valid = torch.ones(self._rows(f, batch), dtype=torch.bool, device=total.device)
+            total = total + typed_fields.field_loss(f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index)
+        if self.hint_fields:
+            target_steps = hint_step_mask(batch, logits.num_steps)  # [B, S]
+            for f in self.hint_fields:
+                target = batch[f.name][:, 1 : logits.num_steps + 1]
+                S = target.shape[1]
+                if S == 0:
+                    continue
+                valid = target_steps[self._row_graph(f, batch)][:, :S]
+                total = total + typed_fields.field_loss(f, logits.hints[f.name][:, :S], target, valid, batch, logits.pointer_index)
+        return total
+
+    @staticmethod
+    def _rows(f: Field, batch) -> int:
+        return {"node": batch.num_nodes, "edge": batch.edge_index.shape[1], "graph": batch.num_graphs}[f.location]
+
+    @staticmethod
+    def _row_graph(f: Field, batch) -> Tensor:
+        if f.location == "node":
+            return batch.batch
+        if f.location == "edge":
+            return batch.batch[batch.edge_index[0]]
+        return torch.arange(batch.num_graphs, device=batch.batch.device)
+
+    @torch.no_grad()
+    def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:
+        """Decoded outputs (and, with ``hints=True``, decoded hints ``[X, S]`` under their names).
+
+        Pointers are the parent's index within its graph ``[N]``, comparable to CLRS's ``pi``.
+        """
+        logits = self(batch)
+        out = {f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index) for f in self.output_fields}
+        if hints:
+            for f in self.hint_fields:
+                out[f.name] = typed_fields.decode(f, logits.hints[f.name], batch, logits.pointer_index)
+        return out
+
+
+def hint_step_mask(batch, num_steps: int) -> Tensor:
+    """``[B, S]``: processor step t of graph g is supervised (hint t+1 exists, t+1 < T_g)."""
+    t = torch.arange(num_steps, device=batch.length.device)
+    return (t[None, :] + 1) < batch.length.view(-1, 1)
+

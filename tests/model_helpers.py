@@ -1,0 +1,16 @@
+"""Small models and batches shared by the model tests."""
+
+from __future__ import annotations
+
+from hooked_nar.data import CLRSDataset, collate
+from hooked_nar.model import HookedNAR, NARConfig
+
+
+def small_model(algorithm: str = "bfs", **kw) -> HookedNAR:
+    kw.setdefault("d_model", 16)
+    return HookedNAR(NARConfig(algorithm, **kw)).eval()
+
+
+def small_batch(algorithm: str = "bfs", num_graphs: int = 3, sizes=(5, 8), seed: int = 0):
+    ds = CLRSDataset(algorithm, num_graphs, sizes=sizes, seed=seed, progress=False)
+    return collate([ds[i] for i in range(len(ds))]), [ds[i] for i in range(len(ds))]

@@ -1,0 +1,166 @@
+"""HookedNAR hooks behave as in TransformerLens, one name per processor step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hooked_nar.data import collate
+from hooked_nar.model.hooked_nar import num_processor_steps
+from tests.model_helpers import small_batch, small_model
+
+
+def _flat(logits):
+    return {**{f"out.{k}": v for k, v in logits.outputs.items()}, **{f"hint.{k}": v for k, v in logits.hints.items()}}
+
+
+@pytest.mark.parametrize("processor", ["mpnn", "triplet_gmpnn", "transformer"])
+def test_identity_hooks_leave_outputs_bit_identical(processor):
+    model = small_model("dijkstra", processor=processor)
+    batch, _ = small_batch("dijkstra")
+    plain = _flat(model(batch))
+    hooked = _flat(model.run_with_hooks(batch, fwd_hooks=[(lambda n: True, lambda x, hook: x)]))
+    for k in plain:
+        assert torch.equal(plain[k], hooked[k]), k
+
+
+def test_every_step_has_its_own_hook_names():
+    model = small_model("bfs")
+    batch, _ = small_batch("bfs")
+    _, cache = model.run_with_cache(batch)
+    S = int(num_processor_steps(batch.length).max())
+    for t in range(S):
+        for name in ("hook_node_in", "hook_msg", "hook_aggr", "hook_gate", "hook_node_out",
+                     "decoder.hook_reach_h", "decoder.hook_pi_h"):
+            assert f"steps.{t}.{name}" in cache.cache_dict
+        assert model.hook_dict[f"steps.{t}.hook_node_out"].layer() == t
+    # hidden states really differ between steps (a reused HookPoint would keep only the last)
+    assert not torch.equal(cache["hook_node_out", 0], cache["hook_node_out", S - 1])
+
+
+def test_zeroing_a_step_changes_outputs_and_nothing_before_it():
+    model = small_model("bfs", d_model=32)
+    batch, _ = small_batch("bfs", sizes=(8,), num_graphs=4)
+    t = 1
+    _, clean = model.run_with_cache(batch)
+    with model.hooks(fwd_hooks=[(f"steps.{t}.hook_node_out", lambda x, hook: torch.zeros_like(x))]):
+        logits, patched = model.run_with_cache(batch)
+    plain = model(batch)
+    assert not torch.equal(logits.outputs["pi"], plain.outputs["pi"])
+    order = list(clean.cache_dict)
+    cut = order.index(f"steps.{t}.hook_node_out")
+    for name in order[:cut]:
+        assert torch.equal(clean[name], patched[name]), name
+    assert torch.all(patched[f"steps.{t}.hook_node_out"] == 0)
+    assert not torch.equal(clean[f"steps.{t + 1}.hook_node_in"], patched[f"steps.{t + 1}.hook_node_in"])
+
+
+def test_cache_equals_a_forward_without_hooks():
+    model = small_model("dijkstra")
+    batch, _ = small_batch("dijkstra")
+    logits, cache = model.run_with_cache(batch)
+    plain = model(batch)
+    assert torch.equal(cache["decoder.hook_pi"], plain.outputs["pi"])
+    for t in range(plain.num_steps):
+        for hint, value in plain.hints.items():
+            assert torch.equal(cache[f"steps.{t}.decoder.hook_{hint}"], value[:, t])
+    assert not model.is_caching and all(not hp.fwd_hooks for hp in model.hook_dict.values())
+
+
+@pytest.mark.parametrize("processor", ["mpnn", "transformer"])
+def test_batch_cache_equals_graphs_run_one_by_one(processor):
+    model = small_model("bfs", processor=processor)
+    batch, graphs = small_batch("bfs", num_graphs=3, sizes=(4, 9))
+    _, cache = model.run_with_cache(batch)
+    stacked = cache.stack("hook_node_out")
+    for g, data in enumerate(graphs):
+        _, single = model.run_with_cache(collate([data]))
+        one = single.stack("hook_node_out")
+        rows = stacked.graph == g
+        S = int(one.mask.sum(0).max()) if one.mask.any() else 0
+        mine = stacked.values[:, rows][:S]
+        assert torch.allclose(mine, one.values[:S], atol=1e-5)
+        assert torch.equal(stacked.mask[:, rows][:S], one.mask[:S])
+        assert not stacked.mask[S:, rows].any()
+
+
+def test_flatten_returns_only_valid_rows_with_concepts():
+    model = small_model("bfs")
+    batch, _ = small_batch("bfs", num_graphs=4, sizes=(3, 6, 9))
+    _, cache = model.run_with_cache(batch)
+    rows, index = cache.flatten("hook_node_out")
+    lengths = batch.length.view(-1)
+    assert torch.all(index.step + 1 < lengths[index.graph])
+    expected = sum(int(n) * (int(T) - 1) for n, T in zip(batch.ptr.diff(), lengths, strict=True))
+    assert rows.shape[0] == len(index) == expected
+    for r in torch.randperm(len(index))[:10].tolist():
+        g, node, t = int(index.graph[r]), int(index.node[r]), int(index.step[r])
+        assert torch.equal(rows[r], cache["hook_node_out", t][batch.ptr[g] + node])
+        assert index.concepts["is_visited"][r] == batch.reach_h[batch.ptr[g] + node, t + 1]
+        assert index.concepts_read["is_visited"][r] == batch.reach_h[batch.ptr[g] + node, t]
+
+
+def test_no_hook_remains_after_a_hook_raises():
+    model = small_model("bfs")
+    batch, _ = small_batch("bfs")
+
+    def boom(x, hook):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.run_with_hooks(batch, fwd_hooks=[("steps.1.hook_msg", boom)])
+    with pytest.raises(RuntimeError, match="boom"):
+        with model.hooks(fwd_hooks=[("steps.0.hook_aggr", boom)]):
+            model(batch)
+    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in model.hook_dict.values())
+
+
+def test_unknown_hook_name_is_a_clear_error_and_leaves_nothing():
+    model = small_model("bfs")
+    batch, _ = small_batch("bfs")
+    with pytest.raises(ValueError, match="steps.0.hook_node_ot"):
+        model.run_with_hooks(batch, fwd_hooks=[("steps.0.hook_msg", lambda x, hook: x),
+                                              ("steps.0.hook_node_ot", lambda x, hook: x)])
+    with pytest.raises(ValueError, match="does not exist"):
+        model.run_with_cache(batch, names_filter=["hook_node_out"])
+    assert all(not hp.fwd_hooks for hp in model.hook_dict.values())
+
+
+def test_backward_hooks_deliver_gradients_for_every_step():
+    model = small_model("bfs").train()
+    batch, _ = small_batch("bfs", sizes=(8,))
+    grads = {}
+
+    def save(grad, hook):
+        grads[hook.name] = grad
+
+    with model.hooks(bwd_hooks=[(lambda n: n.endswith("hook_node_out"), save)]):
+        model(batch, return_type="loss").backward()
+    S = int(num_processor_steps(batch.length).max())
+    for t in range(S):
+        g = grads[f"steps.{t}.hook_node_out"]
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+    assert all(not hp.bwd_hooks for hp in model.hook_dict.values())
+
+
+def test_hook_points_grow_for_long_trajectories():
+    model = small_model("dfs", initial_steps=2)
+    batch, _ = small_batch("dfs", sizes=(6,))
+    S = int(num_processor_steps(batch.length).max())
+    assert S > 2
+    _, cache = model.run_with_cache(batch)
+    assert f"steps.{S - 1}.hook_node_out" in cache.cache_dict
+    fresh = small_model("dfs", initial_steps=2)
+    with pytest.raises(RuntimeError, match="ensure_steps"):
+        with fresh.hooks(fwd_hooks=[("steps.0.hook_msg", lambda x, hook: x)]):
+            fresh(batch)
+    assert all(not hp.fwd_hooks for hp in fresh.hook_dict.values())
+
+
+def test_attention_pattern_is_a_distribution_over_in_neighbours():
+    model = small_model("bfs", processor="transformer")
+    batch, _ = small_batch("bfs")
+    _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("hook_pattern"))
+    pattern = cache["steps.0.attn.hook_pattern"]  # [E, H]
+    sums = torch.zeros(batch.num_nodes, pattern.shape[1]).index_add_(0, batch.edge_index[1], pattern)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
