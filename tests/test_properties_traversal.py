@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hooked_nar.algorithms import run
 
 MAX_NODES = 12
-EXAMPLES = 150
+EXAMPLES = 300
 
 
 @st.composite

@@ -58,51 +58,53 @@ _COMMON = ("color", "s_prev", "s", "u", "v", "s_last")
 # --------------------------------------------------------------------------- shared helpers
 
 
-@functools.cache
-def _plan(algorithm: str, fields: tuple[str, ...]) -> tuple[dict[str, int], tuple]:
-    """Where each hint of ``fields`` lives: ``(counts per group, ((group, index), ...))``.
+_GROUPS = ("color", "ptr", "node", "graph", "edge")
 
-    Hints of one shape and dtype form a group, stacked into one ``[k, T, ...]`` array.
+
+@functools.cache
+def _plan(algorithm: str, fields: tuple[str, ...]) -> tuple[tuple[int, ...], tuple]:
+    """Where each hint of ``fields`` lives: ``(count per group, ((group, index), ...))``.
+
+    The hints of one group (one of ``_GROUPS``: a shape and dtype) are stacked into one
+    ``[k, T, ...]`` array.
     """
-    counts = dict.fromkeys(("color", "ptr", "node", "graph", "edge"), 0)
+    counts = [0] * len(_GROUPS)
     where = []
     for name in fields:
         spec = SPECS[algorithm][name]
         if spec.type == "categorical":
-            assert CATEGORIES[algorithm][name] == 3 and counts["color"] == 0
+            assert CATEGORIES[algorithm][name] == 3
             group = "color"
         elif spec.location == "node":
             group = "ptr" if spec.type == "pointer" else "node"
         else:
             assert spec.type != "pointer"
             group = spec.location
-        where.append((group, counts[group]))
-        counts[group] += 1
-    return counts, tuple(where)
+        g = _GROUPS.index(group)
+        where.append((g, counts[g]))
+        counts[g] += 1
+    return tuple(counts), tuple(where)
 
 
 def _hint_buffers(algorithm: str, fields: tuple[str, ...], T: int, n: int) -> tuple:
     """Uninitialised ``[T, ...]`` buffers for the hints ``fields`` (shaped and typed
     by the CLRS spec), all views of one numpy block."""
-    counts, where = _plan(algorithm, fields)
-    shapes = {
-        "color": (counts["color"], T, n, 3),
-        "ptr": (counts["ptr"], T, n),
-        "node": (counts["node"], T, n),
-        "graph": (counts["graph"], T),
-        "edge": (counts["edge"], T, n, n),
-    }
-    block = np.empty(sum(math.prod(shape) for shape in shapes.values()))
-    groups, offset = {}, 0
-    for group, shape in shapes.items():
-        size = math.prod(shape)
+    (k_color, k_ptr, k_node, k_graph, k_edge), where = _plan(algorithm, fields)
+    shapes = ((k_color, T, n, 3), (k_ptr, T, n), (k_node, T, n), (k_graph, T), (k_edge, T, n, n))
+    sizes = [math.prod(shape) for shape in shapes]
+    block = np.empty(sum(sizes))
+    groups, offset = [], 0
+    for g, (shape, size) in enumerate(zip(shapes, sizes, strict=True)):
         chunk = block[offset : offset + size]
-        groups[group] = (chunk.view(np.int64) if group == "ptr" else chunk).reshape(shape)
+        groups.append((chunk.view(np.int64) if g == 1 else chunk).reshape(shape))
         offset += size
-    return tuple(groups[group][i] for group, i in where)
+    return tuple(groups[g][i] for g, i in where)
 
 
 def _hints(fields: tuple[str, ...], H: tuple, T: int) -> dict[str, np.ndarray]:
+    """The first ``T`` steps of the buffers ``H``, by name."""
+    if H and H[0].shape[0] == T:
+        return dict(zip(fields, H, strict=True))
     return {name: buf[:T] for name, buf in zip(fields, H, strict=True)}
 
 
