@@ -164,3 +164,13 @@ def test_attention_pattern_is_a_distribution_over_in_neighbours():
     pattern = cache["steps.0.attn.hook_pattern"]  # [E, H]
     sums = torch.zeros(batch.num_nodes, pattern.shape[1]).index_add_(0, batch.edge_index[1], pattern)
     assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+
+
+def test_several_layers_per_step_are_hooked_per_layer():
+    model = small_model("bfs", num_layers=2)
+    batch, _ = small_batch("bfs")
+    _, cache = model.run_with_cache(batch)
+    for t in range(cache.num_steps):
+        assert torch.equal(cache[f"steps.{t}.layers.1.hook_node_out"], cache[f"steps.{t}.hook_node_out"])
+        assert not torch.equal(cache[f"steps.{t}.layers.0.hook_node_out"], cache[f"steps.{t}.hook_node_out"])
+        assert f"steps.{t}.layers.0.hook_msg" in cache.cache_dict

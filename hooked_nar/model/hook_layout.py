@@ -23,7 +23,7 @@ class AttentionHooks(nn.Module):
 class LayerHooks(nn.Module):
     """Hook points of one processor layer: messages, aggregation, gate (and attention)."""
 
-    def __init__(self, cfg: NARConfig) -> None:
+    def __init__(self, cfg: NARConfig, with_output: bool = False) -> None:
         super().__init__()
         self.hook_msg = HookPoint()  # [E, d]
         if cfg.processor == "triplet_gmpnn":
@@ -33,6 +33,8 @@ class LayerHooks(nn.Module):
             self.hook_gate = HookPoint()  # [N, d]
         if cfg.processor == "transformer":
             self.attn = AttentionHooks()
+        if with_output:
+            self.hook_node_out = HookPoint()  # [N, d] hidden state after this layer
 
 
 class HintDecoderHooks(nn.Module):
@@ -48,7 +50,8 @@ class StepHooks(nn.Module):
     """All hook points of processor step t: ``steps.{t}.*``.
 
     With one layer per step the layer's hook points sit directly on the step
-    (``steps.{t}.hook_msg``); with several they are ``steps.{t}.layers.{l}.hook_msg``.
+    (``steps.{t}.hook_msg``); with several they are ``steps.{t}.layers.{l}.hook_msg``, and
+    each layer's output is ``steps.{t}.layers.{l}.hook_node_out``.
     """
 
     def __init__(self, cfg: NARConfig, hint_fields: list[Field]) -> None:
@@ -59,7 +62,7 @@ class StepHooks(nn.Module):
             for name, module in LayerHooks(cfg).named_children():
                 setattr(self, name, module)
         else:
-            self.layers = nn.ModuleList(LayerHooks(cfg) for _ in range(cfg.num_layers))
+            self.layers = nn.ModuleList(LayerHooks(cfg, with_output=True) for _ in range(cfg.num_layers))
         self.hook_node_out = HookPoint()  # [N, d] hidden state after the step
         self.decoder = HintDecoderHooks(hint_fields)
 

@@ -151,6 +151,8 @@ class HookedNAR(HookedRootModule):
             h = hooks.hook_node_in(h)
             for layer in range(self.cfg.num_layers):
                 h = self.processor(node_fts, edge_fts, graph_fts, h, node_batch, ei, hooks.layer(layer))
+                if hooks.layers is not None:
+                    h = hooks.layers[layer].hook_node_out(h)
             h = hooks.hook_node_out(h)
             last_h = torch.where((last_step == t)[:, None], h, last_h)
             if self.hint_fields:
