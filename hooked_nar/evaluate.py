@@ -6,6 +6,7 @@ accuracy; scalar -> MSE. Whole-graph accuracy: the fraction of graphs whose ever
 and pooled over valid steps (padded steps never count).
 
     python -m hooked_nar.evaluate --checkpoint bfs --generator er --num-nodes 64
+    python -m hooked_nar.evaluate --table          # the README's accuracy table
 """
 
 from __future__ import annotations
@@ -146,23 +147,65 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
     }
 
 
+#: Out-of-distribution test splits of the README's accuracy table: (generator, nodes).
+OOD_SPLITS = {"ER n=64": ("er", 64), "ER n=160": ("er", 160), "WS n=64": ("ws", 64),
+              "Delaunay n=64": ("delaunay", 64)}
+
+
+def evaluate_ood(model, num_graphs: int = 32, seed: int = 1234, progress: bool = False) -> dict:
+    """``evaluate`` on every split of :data:`OOD_SPLITS` (same graphs for a given seed)."""
+    from hooked_nar.data import CLRSDataset
+
+    out = {}
+    for name, (generator, n) in OOD_SPLITS.items():
+        data = CLRSDataset(model.cfg.algorithm, num_graphs, generator=generator, sizes=(n,),
+                           seed=seed + n, progress=progress)
+        out[name] = evaluate(model, data, batch_size=4 if n > 100 else 8, progress=progress)
+    return out
+
+
+def ood_table(checkpoints: list[str], num_graphs: int, seed: int) -> str:
+    """Markdown table: main-output node accuracy / whole-graph accuracy per OOD split."""
+    from hooked_nar.model import HookedNAR
+
+    head = "| checkpoint | output | " + " | ".join(OOD_SPLITS) + " |"
+    lines = [head, "|" + "---|" * (len(OOD_SPLITS) + 2)]
+    for name in checkpoints:
+        model = HookedNAR.from_pretrained(name)
+        res = evaluate_ood(model, num_graphs, seed, progress=True)
+        for field in model.output_fields:
+            cells = [f"{r['outputs'][field.name]['value']:.1%} / {r['graph_accuracy']:.1%}"
+                     for r in res.values()]
+            lines.append(f"| {name} | {field.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     from hooked_nar.data import CLRSDataset
     from hooked_nar.model import HookedNAR
+    from hooked_nar.model.checkpoint import shipped_checkpoints
 
-    p = argparse.ArgumentParser(description="Evaluate a HookedNAR checkpoint with CLRS metrics.")
-    p.add_argument("--checkpoint", required=True, help="shipped name (bfs, ...) or directory")
+    p = argparse.ArgumentParser(description="Evaluate HookedNAR checkpoints with CLRS metrics.")
+    p.add_argument("--checkpoint", action="append",
+                   help="shipped name (bfs, ...) or directory; repeatable (default with --table: all shipped)")
+    p.add_argument("--table", action="store_true",
+                   help="print the README's out-of-distribution table (node / whole-graph accuracy)")
     p.add_argument("--generator", default="er", help="graph generator: er, ws, delaunay, ...")
     p.add_argument("--num-nodes", type=int, default=64)
-    p.add_argument("--num-graphs", type=int, default=64)
+    p.add_argument("--num-graphs", type=int, default=32)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch-size", type=int, default=8)
     args = p.parse_args(argv)
-    model = HookedNAR.from_pretrained(args.checkpoint)
-    data = CLRSDataset(model.cfg.algorithm, args.num_graphs, generator=args.generator,
-                       sizes=(args.num_nodes,), seed=args.seed)
-    res = evaluate(model, data, batch_size=args.batch_size, progress=True)
-    print(json.dumps(res, indent=2))
+    if args.table:
+        print(ood_table(args.checkpoint or shipped_checkpoints(), args.num_graphs, args.seed))
+        return
+    if not args.checkpoint:
+        p.error("--checkpoint is required without --table")
+    for name in args.checkpoint:
+        model = HookedNAR.from_pretrained(name)
+        data = CLRSDataset(model.cfg.algorithm, args.num_graphs, generator=args.generator,
+                           sizes=(args.num_nodes,), seed=args.seed + args.num_nodes)
+        print(json.dumps(evaluate(model, data, batch_size=args.batch_size, progress=True), indent=2))
 
 
 if __name__ == "__main__":
