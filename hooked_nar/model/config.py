@@ -21,6 +21,10 @@ class NARConfig:
         ``"encoded"``: additionally the decoded hints of step t are re-encoded as inputs of
         step t+1 (CLRS's "encode-decode" mode); with probability ``teacher_forcing`` the true
         hint is fed instead during training.
+    global_readout:
+        before every step, add a linear map of the max-pooled hidden states of each graph to
+        its graph features (``steps.{t}.hook_graph_in``), so a step can act on graph-wide
+        quantities such as "the unsettled node of least distance".
     """
 
     algorithm: str
@@ -35,6 +39,7 @@ class NARConfig:
     num_heads: int = 4
     d_triplet: int = 8
     layer_norm: bool = True
+    global_readout: bool = True
     initial_steps: int = 16
     seed: int = 0
 

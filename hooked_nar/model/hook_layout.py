@@ -57,6 +57,8 @@ class StepHooks(nn.Module):
     def __init__(self, cfg: NARConfig, hint_fields: list[Field]) -> None:
         super().__init__()
         self.hook_node_in = HookPoint()  # [N, d] hidden state read by the step
+        if cfg.global_readout:
+            self.hook_graph_in = HookPoint()  # [B, d] graph features read by the step
         if cfg.num_layers == 1:
             self.layers = None
             for name, module in LayerHooks(cfg).named_children():

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import difflib
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
 
 from hooked_nar.model import typed_fields
 from hooked_nar.model.config import NARConfig
@@ -64,8 +67,11 @@ class HookedNAR(HookedRootModule):
         encoded = [] if cfg.hint_mode != "encoded" else self._encodable(self.hint_fields)
         self.encoder = Encoder(cfg.d_model, self.input_fields, encoded)
         self.processor = PROCESSOR_CLASSES[cfg.processor](cfg)
+        self.readout = nn.Linear(cfg.d_model, cfg.d_model) if cfg.global_readout else None
         self.decoder = Decoder(cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers)
         self.steps = nn.ModuleList(StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps))
+        self._sae_splices: dict[str, SAESplice] = {}  # full hook name -> splice (add_sae)
+        self._sae_every_step: dict[str, tuple] = {}  # hook -> (sae, use_error_term), steps=None
         self.setup()
 
     def _encodable(self, fields: list[Field]) -> list[Field]:
@@ -84,7 +90,11 @@ class HookedNAR(HookedRootModule):
                 "before adding hooks (run_with_hooks / run_with_cache do this for you)"
             )
         hint_fields = self.hint_fields
+        first_new = len(self.steps)
         self.steps.extend(StepHooks(self.cfg, hint_fields) for _ in range(num_steps - len(self.steps)))
+        for hook, (sae, use_error_term) in self._sae_every_step.items():  # add_sae(steps=None)
+            for t in range(first_new, num_steps):
+                self._splice_sae(sae, t, hook, use_error_term)
         self.setup()
 
     def _check_hook_name(self, name) -> None:
@@ -120,6 +130,99 @@ class HookedNAR(HookedRootModule):
         out, cache = super().run_with_cache(*model_args, names_filter=names_filter, **kwargs)
         return out, NARCache(cache, self, model_args[0])
 
+    # ------------------------------------------------------------------- SAEs
+    def add_sae(self, sae, hook: str | None = None, steps=None, use_error_term: bool = False) -> None:
+        """Splice a SAELens ``sae`` at ``steps.{t}.{hook}`` for every step t in ``steps``.
+
+        ``hook`` defaults to the SAE's ``cfg.metadata.hook_name``, else ``"hook_node_out"``;
+        ``steps=None`` means every step, including steps that ``ensure_steps`` builds later.
+        Each step gets its own :class:`SAESplice` with its own hook points
+        (``steps.3.hook_node_out.hook_sae_acts_post`` [N, d_sae], ...) around the one shared
+        SAE; ``steps.3.hook_node_out`` is then what flows on: the reconstruction, or exactly
+        the clean activation plus any edit of the SAE's hooks with ``use_error_term=True``.
+        An SAE already at one of those places is replaced. Bad arguments raise ``ValueError``
+        (``TypeError`` for a non-SAE) before anything is spliced.
+        """
+        hook, targets, every = self._sae_targets(sae, hook, steps)
+        for t in targets:
+            self._splice_sae(sae, t, hook, use_error_term)
+        if every:
+            self._sae_every_step[hook] = (sae, use_error_term)
+        self.setup()
+
+    def reset_saes(self, hook: str | None = None) -> None:
+        """Remove the SAEs spliced at ``hook`` (e.g. ``"hook_node_out"``; all when ``None``)
+        and put the original hook points back."""
+        for name, splice in list(self._sae_splices.items()):
+            if hook is None or name.split(".", 2)[2] == hook:
+                parent, _, attr = name.rpartition(".")
+                setattr(self.get_submodule(parent), attr, splice.original)
+                del self._sae_splices[name]
+        for key in [k for k in self._sae_every_step if hook is None or k == hook]:
+            del self._sae_every_step[key]
+        self.setup()
+
+    @contextmanager
+    def saes(self, saes=(), hook: str | None = None, steps=None, use_error_term: bool = False):
+        """``with model.saes(sae, steps=[2, 3]): ...`` splices ``saes`` (one SAE or a list,
+        see :meth:`add_sae`) for the block and restores the previous splices afterwards, also
+        when the block (or a bad argument) raises."""
+        before, every = dict(self._sae_splices), dict(self._sae_every_step)
+        try:
+            for sae in saes if isinstance(saes, (list, tuple)) else [saes]:
+                self.add_sae(sae, hook, steps, use_error_term)
+            yield self
+        finally:
+            self.reset_saes()
+            for name, splice in before.items():
+                parent, _, attr = name.rpartition(".")
+                setattr(self.get_submodule(parent), attr, splice)
+            self._sae_splices.update(before)
+            self._sae_every_step.update(every)
+            for h, (sae, err) in every.items():  # steps built inside the block
+                for t in range(len(self.steps)):
+                    if f"steps.{t}.{h}" not in self._sae_splices:
+                        self._splice_sae(sae, t, h, err)
+            self.setup()
+
+    def _sae_targets(self, sae, hook, steps) -> tuple[str, list[int], bool]:
+        if not all(hasattr(sae, a) for a in ("encode", "decode", "hook_dict", "cfg")):
+            raise TypeError(f"sae must be a SAELens SAE, got {type(sae).__name__}")
+        if hook is None:
+            hook = getattr(sae.cfg.metadata, "hook_name", None) or "hook_node_out"
+        if not isinstance(hook, str):
+            raise ValueError(f"hook must be a str such as 'hook_node_out', got {hook!r}")
+        if hook.startswith("steps."):  # a full name: steps.{t}.<hook>
+            _, t, rest = (hook.split(".", 2) + ["", ""])[:3]
+            if steps is not None or not t.isdigit():
+                raise ValueError(f"hook={hook!r}: give a per-step name ('hook_node_out') and steps=")
+            hook, steps = rest, [int(t)]
+        valid = [n for n, m in self.steps[0].named_modules()
+                 if isinstance(m, HookPoint) and ".hook_sae_" not in n]
+        if hook not in valid:
+            close = difflib.get_close_matches(hook, valid, n=3)
+            raise ValueError(f"hook={hook!r} is not a hook point of a processor step"
+                             + (f"; did you mean {close}?" if close else f"; valid: {valid}"))
+        d_in = getattr(sae.cfg, "d_in", None)
+        if hook.rpartition(".")[2] in ("hook_node_in", "hook_node_out") and d_in != self.cfg.d_model:
+            raise ValueError(f"the SAE has d_in={d_in} but {hook} has d_model={self.cfg.d_model}")
+        every = steps is None
+        targets = list(range(len(self.steps))) if every else [steps] if isinstance(steps, int) else list(steps)
+        for t in targets:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(self.steps):
+                raise ValueError(f"steps contains {t!r}; this model has hook points for steps 0.."
+                                 f"{len(self.steps) - 1} (model.ensure_steps(n) builds more)")
+        return hook, sorted(set(targets)), every
+
+    def _splice_sae(self, sae, step: int, hook: str, use_error_term: bool) -> None:
+        parent_name, _, attr = hook.rpartition(".")
+        parent = self.steps[step].get_submodule(parent_name) if parent_name else self.steps[step]
+        current = getattr(parent, attr)
+        original = current.original if isinstance(current, SAESplice) else current
+        splice = SAESplice(sae, original, use_error_term)
+        setattr(parent, attr, splice)
+        self._sae_splices[f"steps.{step}.{hook}"] = splice
+
     # ---------------------------------------------------------------- forward
     def pointer_index(self, batch) -> Tensor:
         """Candidate (i, j) pairs of pointer heads: in-edges of j, or all nodes of j's graph."""
@@ -149,6 +252,9 @@ class HookedNAR(HookedRootModule):
             if fed_hints:
                 node_fts, edge_fts, graph_fts = self.encoder.encode_hints(fed_hints, node_emb, edge_emb, graph_emb)
             h = hooks.hook_node_in(h)
+            if self.readout is not None:
+                pooled = scatter(h, node_batch, 0, dim_size=B, reduce="max")
+                graph_fts = hooks.hook_graph_in(graph_fts + self.readout(pooled))
             for layer in range(self.cfg.num_layers):
                 h = self.processor(node_fts, edge_fts, graph_fts, h, node_batch, ei, hooks.layer(layer))
                 if hooks.layers is not None:
@@ -256,6 +362,52 @@ class HookedNAR(HookedRootModule):
             for f in self.hint_fields:
                 out[f.name] = typed_fields.decode(f, logits.hints[f.name], batch, logits.pointer_index)
         return out
+
+
+class SAESplice(HookPoint):
+    """A SAELens SAE run in place of one step's hook point (see ``HookedNAR.add_sae``).
+
+    It is itself the hook point of that name and sees what flows on. The SAE is held outside
+    the module tree (its weights are shared by every step and stay out of ``state_dict``);
+    this module owns fresh copies of the SAE's hook points, swapped into the SAE while it
+    runs, so ``steps.{t}.<hook>.hook_sae_acts_post`` belongs to step t alone. With
+    ``use_error_term`` the output is ``x + (recons - clean_recons) + (error' - error)``:
+    bit-identical to ``x`` until a hook edits the SAE's activations or error (SAELens's
+    formula ``recons + error``, arranged to be exact); gradients reach ``x`` through the SAE.
+    """
+
+    def __init__(self, sae, original: HookPoint, use_error_term: bool = False) -> None:
+        super().__init__()
+        self.__dict__["sae"] = sae
+        self.__dict__["original"] = original
+        self.use_error_term = use_error_term
+        for name, hp in sae.hook_dict.items():
+            if "." not in name:
+                setattr(self, name, type(hp)(hp.d_sae) if hasattr(hp, "d_sae") else type(hp)())
+
+    def _run(self, x: Tensor, hooks: dict[str, nn.Module]) -> Tensor:
+        sae = self.sae
+        saved = {name: sae._modules[name] for name in hooks}
+        try:
+            for name, module in hooks.items():
+                setattr(sae, name, module)
+            return sae.decode(sae.encode(x))
+        finally:
+            for name, module in saved.items():
+                setattr(sae, name, module)
+
+    def forward(self, x: Tensor) -> Tensor:
+        d_in = self.sae.cfg.d_in
+        if x.shape[-1] != d_in:
+            raise ValueError(f"the SAE at {self.name} has d_in={d_in}, activations have {x.shape[-1]}")
+        own = {name: self._modules[name] for name in self.sae.hook_dict if name in self._modules}
+        out = self._run(x, own)
+        if self.use_error_term:
+            with torch.no_grad():
+                clean = self._run(x, {name: nn.Identity() for name in own})
+                error = (x - clean).to(out.dtype)
+            out = x.detach().to(out.dtype) + (out - clean) + (self.hook_sae_error(error) - error)
+        return self.hook_sae_output(out)
 
 
 def hint_step_mask(batch, num_steps: int) -> Tensor:
