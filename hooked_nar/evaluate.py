@@ -18,7 +18,7 @@ from collections import defaultdict
 import torch
 from tqdm.auto import tqdm
 
-from hooked_nar.model.fields import Field
+from hooked_nar.model.fields import Field, row_graph
 from hooked_nar.model.hooked_nar import hint_step_mask
 from hooked_nar.model.typed_fields import decode
 
@@ -32,7 +32,7 @@ class _Tally:
     def __init__(self) -> None:
         self.s = defaultdict(lambda: defaultdict(float))  # step -> stat -> value
 
-    def add(self, field: Field, pred, target, valid, row_graph, step) -> None:
+    def add(self, field: Field, pred, target, valid, graph_of_row, step) -> None:
         """Accumulate rows ``valid`` (bool) of one step (``step`` = None for outputs)."""
         st = self.s[step]
         if field.type == "mask":
@@ -50,8 +50,8 @@ class _Tally:
         elif field.type == "mask_one":
             # one decision per graph: the argmax row must be the true row
             hit = ((pred > 0.5) & (target > 0.5) & valid).float()
-            graphs = row_graph[valid].unique()
-            per_graph = torch.zeros(int(row_graph.max()) + 1).index_add_(0, row_graph, hit)
+            graphs = graph_of_row[valid].unique()
+            per_graph = torch.zeros(int(graph_of_row.max()) + 1).index_add_(0, graph_of_row, hit)
             st["correct"] += float(per_graph[graphs].clamp(max=1).sum())
             st["n"] += float(graphs.numel())
         else:  # pointer
@@ -80,14 +80,6 @@ class _Tally:
         return out
 
 
-def _row_graph(field: Field, batch):
-    if field.location == "node":
-        return batch.batch
-    if field.location == "edge":
-        return batch.batch[batch.edge_index[0]]
-    return torch.arange(batch.num_graphs)
-
-
 def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
     """[B] bool: every row of this output field is correct in the graph."""
     if field.type == "scalar":
@@ -98,7 +90,7 @@ def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
         wrong = pred != target.long()
     else:
         wrong = (pred > 0.5) != (target > 0.5)
-    g = _row_graph(field, batch)
+    g = row_graph(field, batch)
     return torch.zeros(batch.num_graphs).index_add_(0, g, wrong.float()) == 0
 
 
@@ -106,7 +98,7 @@ def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
 def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> dict:
     """CLRS metrics of ``model`` on ``dataset`` (a CLRSDataset or list of Data).
 
-    Returns ``{"outputs": {field: {"metric", "value"}}, "graph_accuracy": float,
+    Returns ``{"outputs": {field: {"metric", "value", "graph_accuracy"}}, "graph_accuracy": float,
     "hints": {field: {"metric", "value", "per_step": [...]}}, "num_graphs": int}``.
     """
     from hooked_nar.data import CLRSLoader
@@ -116,6 +108,7 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
     out_tally = {f.name: _Tally() for f in model.output_fields}
     hint_tally = {f.name: _Tally() for f in model.hint_fields}
     graphs_ok, num_graphs = 0.0, 0
+    field_graphs_ok = {f.name: 0.0 for f in model.output_fields}
     loader = CLRSLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
         logits = model(batch)
@@ -125,22 +118,27 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
             pred = decode(f, logits.outputs[f.name], batch, pidx)
             target = batch[f.name]
             rows = torch.ones(pred.shape[0], dtype=torch.bool)
-            out_tally[f.name].add(f, pred, target, rows, _row_graph(f, batch), None)
-            ok &= _graph_correct(f, pred, target, batch)
+            out_tally[f.name].add(f, pred, target, rows, row_graph(f, batch), None)
+            field_ok = _graph_correct(f, pred, target, batch)
+            field_graphs_ok[f.name] += float(field_ok.sum())
+            ok &= field_ok
         graphs_ok += float(ok.sum())
         num_graphs += batch.num_graphs
         step_valid = hint_step_mask(batch, logits.num_steps)
         for f in model.hint_fields:
             target = batch[f.name][:, 1 : logits.num_steps + 1]
             pred = decode(f, logits.hints[f.name][:, : target.shape[1]], batch, pidx)
-            g = _row_graph(f, batch)
+            g = row_graph(f, batch)
             for t in range(target.shape[1]):
                 valid = step_valid[g, t]
                 if valid.any():
                     hint_tally[f.name].add(f, pred[:, t], target[:, t], valid, g, t)
     model.train(was_training)
+    outputs = {f.name: out_tally[f.name].summary(f) for f in model.output_fields}
+    for f in model.output_fields:
+        outputs[f.name]["graph_accuracy"] = field_graphs_ok[f.name] / max(num_graphs, 1)
     return {
-        "outputs": {f.name: out_tally[f.name].summary(f) for f in model.output_fields},
+        "outputs": outputs,
         "graph_accuracy": graphs_ok / max(num_graphs, 1),
         "hints": {f.name: hint_tally[f.name].summary(f) for f in model.hint_fields},
         "num_graphs": num_graphs,

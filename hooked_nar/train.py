@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--hint-mode", default="supervised", choices=["none", "supervised", "encoded"])
     p.add_argument("--teacher-forcing", type=float, default=0.0)
-    p.add_argument("--no-global-readout", action="store_true", help="no max-pooled graph state per step")
+    p.add_argument("--global-readout", action="store_true",
+                   help="feed each step the max-pooled hidden state of its graph")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cfg = NARConfig(args.algorithm, d_model=args.d_model, processor=args.processor,
                     hint_mode=args.hint_mode, teacher_forcing=args.teacher_forcing, seed=args.seed,
-                    global_readout=not args.no_global_readout)
+                    global_readout=args.global_readout)
     _, history = train(cfg, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        num_train=args.num_train, eval_every=args.eval_every, out=args.out,
                        resume=not args.no_resume, data_seed=args.seed)

@@ -174,3 +174,14 @@ def test_several_layers_per_step_are_hooked_per_layer():
         assert torch.equal(cache[f"steps.{t}.layers.1.hook_node_out"], cache[f"steps.{t}.hook_node_out"])
         assert not torch.equal(cache[f"steps.{t}.layers.0.hook_node_out"], cache[f"steps.{t}.hook_node_out"])
         assert f"steps.{t}.layers.0.hook_msg" in cache.cache_dict
+
+
+def test_global_readout_is_hooked_and_used():
+    model = small_model("dijkstra", global_readout=True)
+    batch, _ = small_batch("dijkstra")
+    plain = model(batch)
+    _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("hook_graph_in"))
+    assert cache["steps.1.hook_graph_in"].shape == (batch.num_graphs, model.cfg.d_model)
+    zeroed = model.run_with_hooks(
+        batch, fwd_hooks=[(lambda n: n.endswith("hook_graph_in"), lambda x, hook: torch.zeros_like(x))])
+    assert not torch.equal(zeroed.outputs["pi"], plain.outputs["pi"])

@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+# write_directory_atomically: re-exported for callers that import it from here (sae.io)
+from hooked_nar.atomic import write_directory_atomically
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-def write_directory_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Let ``write(tmp_dir)`` fill a temporary directory, then move it to ``path`` in one step.
-
-    An exception or interruption inside ``write`` leaves ``path`` as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 def write_model_files(model, directory: Path, metadata: dict | None = None) -> None:

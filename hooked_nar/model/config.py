@@ -24,7 +24,8 @@ class NARConfig:
     global_readout:
         before every step, add a linear map of the max-pooled hidden states of each graph to
         its graph features (``steps.{t}.hook_graph_in``), so a step can act on graph-wide
-        quantities such as "the unsettled node of least distance".
+        quantities such as "the unsettled node of least distance". Off by default: on
+        Dijkstra it did not improve accuracy at n = 64 in our runs.
     """
 
     algorithm: str
@@ -39,7 +40,7 @@ class NARConfig:
     num_heads: int = 4
     d_triplet: int = 8
     layer_norm: bool = True
-    global_readout: bool = True
+    global_readout: bool = False
     initial_steps: int = 16
     seed: int = 0
 

@@ -59,3 +59,12 @@ def complete_pairs(ptr: Tensor) -> Tensor:
         rows.append(r.repeat_interleave(n))
         cols.append(r.repeat(n))
     return torch.stack([torch.cat(rows), torch.cat(cols)])
+
+
+def row_graph(field: Field, batch) -> Tensor:
+    """The graph of every row of a node ``[N]``, edge ``[E]`` or graph ``[B]`` field."""
+    if field.location == "node":
+        return batch.batch
+    if field.location == "edge":
+        return batch.batch[batch.edge_index[0]]
+    return torch.arange(batch.num_graphs, device=batch.batch.device)

@@ -23,6 +23,7 @@ from hooked_nar.model.fields import (
     Field,
     algorithm_fields,
     complete_pairs,
+    row_graph,
 )
 from hooked_nar.model.hook_layout import StepHooks
 from hooked_nar.model.processors import PROCESSOR_CLASSES
@@ -131,7 +132,9 @@ class HookedNAR(HookedRootModule):
         return out, NARCache(cache, self, model_args[0])
 
     # ------------------------------------------------------------------- SAEs
-    def add_sae(self, sae, hook: str | None = None, steps=None, use_error_term: bool = False) -> None:
+    def add_sae(
+        self, sae, hook: str | None = None, steps=None, use_error_term: bool = False
+    ) -> None:
         """Splice a SAELens ``sae`` at ``steps.{t}.{hook}`` for every step t in ``steps``.
 
         ``hook`` defaults to the SAE's ``cfg.metadata.hook_name``, else ``"hook_node_out"``;
@@ -151,10 +154,10 @@ class HookedNAR(HookedRootModule):
         self.setup()
 
     def reset_saes(self, hook: str | None = None) -> None:
-        """Remove the SAEs spliced at ``hook`` (e.g. ``"hook_node_out"``; all when ``None``)
-        and put the original hook points back."""
+        """Remove the SAEs spliced at ``hook`` (``"hook_node_out"``: every step;
+        ``"steps.3.hook_node_out"``: one; ``None``: all) and put the original hook points back."""
         for name, splice in list(self._sae_splices.items()):
-            if hook is None or name.split(".", 2)[2] == hook:
+            if hook is None or hook in (name, name.split(".", 2)[2]):
                 parent, _, attr = name.rpartition(".")
                 setattr(self.get_submodule(parent), attr, splice.original)
                 del self._sae_splices[name]
@@ -195,7 +198,9 @@ class HookedNAR(HookedRootModule):
         if hook.startswith("steps."):  # a full name: steps.{t}.<hook>
             _, t, rest = (hook.split(".", 2) + ["", ""])[:3]
             if steps is not None or not t.isdigit():
-                raise ValueError(f"hook={hook!r}: give a per-step name ('hook_node_out') and steps=")
+                raise ValueError(
+                    f"hook={hook!r}: give a per-step name ('hook_node_out') and steps="
+                )
             hook, steps = rest, [int(t)]
         valid = [n for n, m in self.steps[0].named_modules()
                  if isinstance(m, HookPoint) and ".hook_sae_" not in n]
@@ -204,10 +209,14 @@ class HookedNAR(HookedRootModule):
             raise ValueError(f"hook={hook!r} is not a hook point of a processor step"
                              + (f"; did you mean {close}?" if close else f"; valid: {valid}"))
         d_in = getattr(sae.cfg, "d_in", None)
-        if hook.rpartition(".")[2] in ("hook_node_in", "hook_node_out") and d_in != self.cfg.d_model:
+        d_model_hook = hook.rpartition(".")[2] in ("hook_node_in", "hook_node_out")
+        if d_model_hook and d_in != self.cfg.d_model:
             raise ValueError(f"the SAE has d_in={d_in} but {hook} has d_model={self.cfg.d_model}")
         every = steps is None
-        targets = list(range(len(self.steps))) if every else [steps] if isinstance(steps, int) else list(steps)
+        if every:
+            targets = list(range(len(self.steps)))
+        else:
+            targets = [steps] if isinstance(steps, int) else list(steps)
         for t in targets:
             if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(self.steps):
                 raise ValueError(f"steps contains {t!r}; this model has hook points for steps 0.."
@@ -334,21 +343,13 @@ class HookedNAR(HookedRootModule):
                 S = target.shape[1]
                 if S == 0:
                     continue
-                valid = target_steps[self._row_graph(f, batch)][:, :S]
+                valid = target_steps[row_graph(f, batch)][:, :S]
                 total = total + typed_fields.field_loss(f, logits.hints[f.name][:, :S], target, valid, batch, logits.pointer_index)
         return total
 
     @staticmethod
     def _rows(f: Field, batch) -> int:
         return {"node": batch.num_nodes, "edge": batch.edge_index.shape[1], "graph": batch.num_graphs}[f.location]
-
-    @staticmethod
-    def _row_graph(f: Field, batch) -> Tensor:
-        if f.location == "node":
-            return batch.batch
-        if f.location == "edge":
-            return batch.batch[batch.edge_index[0]]
-        return torch.arange(batch.num_graphs, device=batch.batch.device)
 
     @torch.no_grad()
     def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:

@@ -10,16 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hooked_nar.model.fields import Field, segment_log_softmax
-
-
-def group_index(field: Field, batch) -> Tensor:
-    """For mask_one fields: the graph of every row (node or edge)."""
-    if field.location == "node":
-        return batch.batch
-    if field.location == "edge":
-        return batch.batch[batch.edge_index[0]]
-    raise ValueError(f"mask_one field {field.name!r} must live on nodes or edges")
+from hooked_nar.model.fields import Field, row_graph, segment_log_softmax
 
 
 def pointer_targets(target: Tensor, batch, pointer_index: Tensor) -> Tensor:
@@ -33,7 +24,7 @@ def log_probs(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Ten
     """Normalised log-probabilities for mask_one and pointer fields."""
     if field.type == "pointer":
         return segment_log_softmax(logits, pointer_index[1], batch.num_nodes)
-    index = group_index(field, batch)
+    index = row_graph(field, batch)
     return segment_log_softmax(logits, index, batch.num_graphs)
 
 
@@ -51,8 +42,8 @@ def field_loss(field: Field, logits: Tensor, target: Tensor, valid: Tensor, batc
         per_row = -(F.log_softmax(logits, -1) * target.float()).sum(-1)
     elif field.type == "mask_one":
         lp = log_probs(field, logits, batch, pointer_index)
-        per_graph = -scatter_rows(lp * target.float(), group_index(field, batch), batch.num_graphs)
-        valid_g = scatter_rows(valid.float(), group_index(field, batch), batch.num_graphs) > 0
+        per_graph = -scatter_rows(lp * target.float(), row_graph(field, batch), batch.num_graphs)
+        valid_g = scatter_rows(valid.float(), row_graph(field, batch), batch.num_graphs) > 0
         return (per_graph * valid_g).sum() / valid_g.sum().clamp(min=1)
     elif field.type == "pointer":
         lp = log_probs(field, logits, batch, pointer_index)
@@ -80,7 +71,7 @@ def decode(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor
         return F.one_hot(logits.argmax(-1), logits.shape[-1]).float()
     lp = log_probs(field, logits, batch, pointer_index)
     if field.type == "mask_one":
-        index = group_index(field, batch)
+        index = row_graph(field, batch)
         best = scatter_max_rows(lp, index, batch.num_graphs)
         return (lp == best[index]).float()  # ties are measure-zero for float logits
     i, j = pointer_index
