@@ -56,13 +56,18 @@ def validate_graph(algorithm: Algorithm, A: np.ndarray, source: int | None) -> t
         raise ValueError(f"A must be a square 2-D weight matrix [n, n], got shape {A.shape}")
     if A.shape[0] == 0:
         raise ValueError("A must have at least one node, got shape (0, 0)")
-    if not (np.issubdtype(A.dtype, np.number) or A.dtype == np.bool_):
-        raise ValueError(f"A must hold numeric weights, got dtype {A.dtype}")
+    if np.issubdtype(A.dtype, np.complexfloating) or not (
+        np.issubdtype(A.dtype, np.number) or A.dtype == np.bool_
+    ):
+        raise ValueError(f"A must hold real numeric weights, got dtype {A.dtype}")
     A = A.astype(np.float64, copy=True)
     if not np.isfinite(A).all():
         raise ValueError("A contains NaN or infinite weights; use 0 for a missing edge")
     if not algorithm.negative_weights and (A < 0).any():
-        raise ValueError(f"A has negative weights, which {algorithm.name} does not allow")
+        allowed = ", ".join(sorted(a.name for a in _REGISTRY.values() if a.negative_weights))
+        raise ValueError(
+            f"A has negative weights, which {algorithm.name} does not allow (only {allowed} do)"
+        )
     n = A.shape[0]
     if algorithm.needs_source:
         if source is None:
@@ -70,7 +75,9 @@ def validate_graph(algorithm: Algorithm, A: np.ndarray, source: int | None) -> t
         if isinstance(source, bool) or not isinstance(source, (int, np.integer)):
             raise ValueError(f"source must be an integer node index, got {source!r}")
         if not 0 <= int(source) < n:
-            raise ValueError(f"source={source} is out of range for a graph of {n} nodes")
+            raise ValueError(
+                f"source={source} is out of range for a graph of {n} nodes (valid: 0..{n - 1})"
+            )
         return A, int(source)
     if source is not None:
         raise ValueError(f"{algorithm.name} takes no source (CLRS runs it over all nodes); got source={source}")
@@ -93,12 +100,18 @@ def run_many(
 ) -> list[Trajectory]:
     """``run`` over many graphs; the same results as calling ``run`` on each."""
     algorithm = get_algorithm(name)
-    if sources is not None and len(sources) != len(graphs):
-        raise ValueError(f"sources has {len(sources)} entries but graphs has {len(graphs)}")
+    if sources is not None:
+        if isinstance(sources, (str, bytes)) or not hasattr(sources, "__len__"):
+            raise ValueError(f"sources must be a sequence of node indices or None, got {sources!r}")
+        if len(sources) != len(graphs):
+            raise ValueError(f"sources has {len(sources)} entries but graphs has {len(graphs)}")
     out = []
     for i, A in enumerate(graphs):
-        A, s = validate_graph(algorithm, A, None if sources is None else sources[i])
-        out.append(_trace(algorithm, A, s))
+        try:
+            A, s = validate_graph(algorithm, A, None if sources is None else sources[i])
+            out.append(_trace(algorithm, A, s))
+        except ValueError as err:  # say which graph was rejected
+            raise ValueError(f"graphs[{i}]: {err}") from None
     return out
 
 
