@@ -26,6 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS
+from hooked_nar.data.loader import batch_algorithm
 
 __all__ = ["CONCEPTS", "Concept", "concept_labels", "concepts_markdown"]
 
@@ -197,17 +198,6 @@ def concepts_markdown(algorithms: list[str] | None = None) -> str:
 # ----------------------------------------------------------------- labels
 
 
-def _algorithm(data: Data | Batch) -> str:
-    alg = data.algorithm
-    if isinstance(alg, (list, tuple)):
-        if len(set(alg)) != 1:
-            raise ValueError(f"a batch must hold one algorithm, got {sorted(set(alg))}")
-        alg = alg[0]
-    if alg not in CONCEPTS:
-        raise ValueError(f"unknown algorithm={alg!r}")
-    return alg
-
-
 def _timeline(data: Data | Batch, alg: str, name: str, batch_vec: Tensor, T: int) -> Tensor:
     """The field as [N, T, (C)] over all hint steps."""
     fs = SPECS[alg][name]
@@ -252,7 +242,7 @@ def concept_labels(
     """
     if state not in ("computed", "read"):
         raise ValueError(f"state must be 'computed' or 'read', got {state!r}")
-    alg = _algorithm(batch)
+    alg = batch_algorithm(batch)
     table = CONCEPTS[alg]
     names = list(table) if concepts is None else list(concepts)
     unknown = [c for c in names if c not in table]

@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from hooked_nar.atomic import write_directory_atomically
 from hooked_nar.model import HookedNAR, NARConfig
-from hooked_nar.model.checkpoint import save_model, write_directory_atomically, write_model_files
+from hooked_nar.model.checkpoint import save_model, write_model_files
 
 TRAIN_SIZES = (4, 7, 11, 13, 16)
 
@@ -58,14 +59,15 @@ def plot_learning_curve(history: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hooked_nar.plotting import save_figure
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     ax1.plot(history["step"], history["loss"], lw=0.8)
     ax1.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
     ax2.plot(history["val_step"], history["val_score"], marker="o")
     ax2.set(xlabel="step", ylabel="validation score (mean output metric)", ylim=(0, 1.02))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def train(

@@ -32,6 +32,7 @@ from hooked_nar.data.generators import (
 )
 from hooked_nar.data.loader import (
     CLRSLoader,
+    batch_algorithm,
     collate,
     edge_step_mask,
     hint_names,
@@ -52,6 +53,7 @@ __all__ = [
     "CLRSDataset",
     "CLRSLoader",
     "GraphConvention",
+    "batch_algorithm",
     "batch_to_trajectories",
     "collate",
     "complete",

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from hooked_nar.algorithms import SPECS, run_many
 from hooked_nar.algorithms.registry import get_algorithm
+from hooked_nar.atomic import atomic_file
 from hooked_nar.data.convert import trajectory_to_data
 from hooked_nar.data.generators import GENERATORS, sample_graph
 
@@ -159,8 +159,8 @@ class CLRSDataset(Dataset):
                 pass
         data = self._generate()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_save(_pack(data, self.params), path)
+            with atomic_file(path) as fh:
+                torch.save(_pack(data, self.params), fh)
         return data
 
 
@@ -235,24 +235,6 @@ def _unpack(blob: dict, params: dict) -> list[Data]:
             )
         )
     return out
-
-
-def _atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in ``path``'s directory, then ``os.replace``: the
-    final path either holds a complete file or does not exist."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------

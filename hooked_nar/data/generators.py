@@ -16,9 +16,12 @@ gives the same graph, structure and weights. Shared options:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -61,56 +64,90 @@ def _check_n(n: int, minimum: int = 1) -> int:
     return int(n)
 
 
-def _finish(
-    und: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    directed: bool,
-    acyclic: bool,
-    weighted: bool,
-    low: float,
-    high: float,
-    self_loops: float,
-) -> np.ndarray:
-    """Orient a symmetric boolean structure ``und`` (no diagonal) and attach weights."""
-    n = und.shape[0]
-    und = np.triu(und, k=1)
-    if acyclic:
-        rank = rng.permutation(n)  # every edge points from lower to higher rank
-        mask = (und | und.T) & (rank[:, None] < rank[None, :])
-    elif directed:
-        choice = rng.integers(0, 3, size=(n, n))  # 0: i->j, 1: j->i, 2: both
-        fwd = und & (choice != 1)
-        bwd = und & (choice != 0)
-        mask = fwd | bwd.T
-    else:
-        mask = und | und.T
-    if self_loops > 0 and not acyclic:
-        loops = rng.random(n) < self_loops
-        mask = mask | np.diag(loops)
-    return _weights(mask, rng, directed=directed or acyclic, weighted=weighted, low=low, high=high)
+@dataclass(frozen=True)
+class _Options:
+    """The keyword options every generator shares (module docstring), ``rng`` resolved."""
+
+    rng: np.random.Generator
+    directed: bool
+    acyclic: bool
+    weighted: bool
+    low: float
+    high: float
+    self_loops: float
+
+    def finish(self, und: np.ndarray, *, weighted: bool | None = None) -> np.ndarray:
+        """Orient the undirected structure ``und`` (boolean; its upper triangle above the
+        diagonal holds the edges, e.g. a symmetric matrix), add self-loops, attach weights."""
+        rng, n = self.rng, und.shape[0]
+        und = np.triu(und, k=1)
+        if self.acyclic:
+            rank = rng.permutation(n)  # every edge points from lower to higher rank
+            mask = (und | und.T) & (rank[:, None] < rank[None, :])
+        elif self.directed:
+            choice = rng.integers(0, 3, size=(n, n))  # 0: i->j, 1: j->i, 2: both
+            fwd = und & (choice != 1)
+            bwd = und & (choice != 0)
+            mask = fwd | bwd.T
+        else:
+            mask = und | und.T
+        if self.self_loops > 0 and not self.acyclic:
+            loops = rng.random(n) < self.self_loops
+            mask = mask | np.diag(loops)
+        return self.weigh(mask, directed=self.directed or self.acyclic, weighted=weighted)
+
+    def weigh(
+        self, mask: np.ndarray, *, directed: bool, weighted: bool | None = None
+    ) -> np.ndarray:
+        """Weights on the edges of ``mask`` (1 when unweighted); ``weighted`` overrides the
+        option (None: keep it)."""
+        n = mask.shape[0]
+        if not (self.weighted if weighted is None else weighted):
+            return mask.astype(np.float64)
+        low, high = self.low, self.high
+        if not high > low:
+            raise ValueError(f"weights need high > low, got low={low}, high={high}")
+        w = high - self.rng.uniform(0.0, high - low, size=(n, n))  # in (low, high]
+        if not directed:
+            w = np.triu(w) + np.triu(w, k=1).T
+        if low < 0 <= high:
+            w[w == 0] = high  # a weight of exactly 0 would delete the edge
+        return np.where(mask, w, 0.0)
 
 
-def _weights(
-    mask: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    directed: bool,
-    weighted: bool,
-    low: float,
-    high: float,
-) -> np.ndarray:
-    n = mask.shape[0]
-    if not weighted:
-        return mask.astype(np.float64)
-    if not high > low:
-        raise ValueError(f"weights need high > low, got low={low}, high={high}")
-    w = high - rng.uniform(0.0, high - low, size=(n, n))  # in (low, high]
-    if not directed:
-        w = np.triu(w) + np.triu(w, k=1).T
-    if low < 0 <= high:
-        w[w == 0] = high  # a weight of exactly 0 would delete the edge
-    return np.where(mask, w, 0.0)
+def _generator(build: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """The public generator made from ``build(*args, options: _Options, **kwargs)``.
+
+    It takes ``build``'s own arguments plus the shared keyword options ``directed``,
+    ``acyclic``, ``weighted``, ``low``, ``high``, ``self_loops``, ``seed`` and ``rng`` (its
+    signature lists both), resolves ``seed`` / ``rng`` with :func:`make_rng` and hands the
+    options to ``build`` as ``options``.
+    """
+
+    def generator(
+        *args: Any,
+        directed: bool = False,
+        acyclic: bool = False,
+        weighted: bool = False,
+        low: float = 0.0,
+        high: float = 1.0,
+        self_loops: float = 0.0,
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        rng = make_rng(seed, rng)
+        options = _Options(rng, directed, acyclic, weighted, low, high, self_loops)
+        return build(*args, options=options, **kwargs)
+
+    shared = inspect.signature(generator).parameters.values()  # before update_wrapper
+    own = inspect.signature(build)
+    functools.update_wrapper(generator, build)
+    generator.__signature__ = own.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in own.parameters.values() if p.name != "options"]
+        + [p for p in shared if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    )
+    return generator
 
 
 def _draw_p(p: float | tuple[float, float], rng: np.random.Generator) -> float:
@@ -124,19 +161,8 @@ def _draw_p(p: float | tuple[float, float], rng: np.random.Generator) -> float:
     return float(p)
 
 
-def erdos_renyi(
-    n: int,
-    p: float | tuple[float, float] = 0.5,
-    *,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def erdos_renyi(n: int, p: float | tuple[float, float] = 0.5, *, options: _Options) -> np.ndarray:
     """Erdos-Renyi G(n, p) as a dense [n, n] weight matrix.
 
     ``p`` is the probability of each edge: of each unordered pair when undirected or acyclic,
@@ -144,47 +170,26 @@ def erdos_renyi(
     from that range first.
     """
     n = _check_n(n)
-    rng = make_rng(seed, rng)
+    rng = options.rng
     p = _draw_p(p, rng)
-    if directed and not acyclic:
+    if options.directed and not options.acyclic:
         mask = (rng.random((n, n)) < p) & ~np.eye(n, dtype=bool)
-        if self_loops > 0:
-            mask |= np.diag(rng.random(n) < self_loops)
-        return _weights(mask, rng, directed=True, weighted=weighted, low=low, high=high)
+        if options.self_loops > 0:
+            mask |= np.diag(rng.random(n) < options.self_loops)
+        return options.weigh(mask, directed=True)
     und = np.triu(rng.random((n, n)) < p, k=1)
-    return _finish(
-        und | und.T,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
+    return options.finish(und | und.T)
 
 
-def watts_strogatz(
-    n: int,
-    k: int = 4,
-    p: float = 0.1,
-    *,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def watts_strogatz(n: int, k: int = 4, p: float = 0.1, *, options: _Options) -> np.ndarray:
     """Watts-Strogatz small world: a ring where each node links to its ``k`` nearest
     neighbours (``k // 2`` per side, clipped to ``n - 1``), then each ring edge ``(i, i+j)``
     is rewired with probability ``p`` to a uniformly chosen non-neighbour of ``i``."""
     n = _check_n(n)
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    rng = make_rng(seed, rng)
+    rng = options.rng
     und = np.zeros((n, n), dtype=bool)
     half = min(k // 2, (n - 1) // 2)
     for j in range(1, half + 1):
@@ -202,39 +207,18 @@ def watts_strogatz(
                 new = int(rng.choice(free))
                 und[i, t] = und[t, i] = False
                 und[i, new] = und[new, i] = True
-    return _finish(
-        und,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
+    return options.finish(und)
 
 
-def delaunay(
-    n: int,
-    *,
-    euclidean: bool = False,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def delaunay(n: int, *, euclidean: bool = False, options: _Options) -> np.ndarray:
     """Delaunay triangulation of ``n`` uniform points in the unit square.
 
     Weights (when ``weighted``) are uniform in ``(low, high]``, or the Euclidean edge
     lengths with ``euclidean=True``. Graphs of fewer than 3 nodes are complete.
     """
     n = _check_n(n)
-    rng = make_rng(seed, rng)
-    points = rng.random((n, 2))
+    points = options.rng.random((n, 2))
     und = np.zeros((n, n), dtype=bool)
     if n < 4:
         und[:] = True  # 1 to 3 points: the triangulation (or a single segment) is complete
@@ -245,77 +229,35 @@ def delaunay(
         for a, b in ((0, 1), (1, 2), (0, 2)):
             und[tri.simplices[:, a], tri.simplices[:, b]] = True
     np.fill_diagonal(und, False)
-    und = und | und.T
-    A = _finish(
-        und,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted and not euclidean,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
-    if weighted and euclidean:
+    A = options.finish(und | und.T, weighted=options.weighted and not euclidean)
+    if options.weighted and euclidean:
         dist = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
-        np.fill_diagonal(dist, high)  # self-loops (if any) get the largest weight
+        np.fill_diagonal(dist, options.high)  # self-loops (if any) get the largest weight
         A = np.where(A != 0, dist, 0.0)
     return A
 
 
-def grid(
-    rows: int,
-    cols: int,
-    *,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def grid(rows: int, cols: int, *, options: _Options) -> np.ndarray:
     """4-neighbour ``rows x cols`` lattice; node ``r * cols + c``."""
     rows, cols = _check_n(rows), _check_n(cols)
-    rng = make_rng(seed, rng)
     n = rows * cols
     und = np.zeros((n, n), dtype=bool)
     idx = np.arange(n).reshape(rows, cols)
     und[idx[:, :-1].ravel(), idx[:, 1:].ravel()] = True
     und[idx[:-1, :].ravel(), idx[1:, :].ravel()] = True
-    return _finish(
-        und | und.T,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
+    return options.finish(und | und.T)
 
 
-def random_tree(
-    n: int,
-    *,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def random_tree(n: int, *, options: _Options) -> np.ndarray:
     """Uniformly random labelled tree on ``n`` nodes (decoded from a random Pruefer sequence)."""
     n = _check_n(n)
-    rng = make_rng(seed, rng)
     und = np.zeros((n, n), dtype=bool)
     if n == 2:
         und[0, 1] = True
     elif n > 2:
-        seq = rng.integers(0, n, size=n - 2)
+        seq = options.rng.integers(0, n, size=n - 2)
         degree = np.ones(n, dtype=np.int64)
         np.add.at(degree, seq, 1)
         for x in seq:
@@ -325,72 +267,19 @@ def random_tree(
             degree[x] -= 1
         a, b = np.flatnonzero(degree == 1)
         und[a, b] = True
-    return _finish(
-        und | und.T,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
+    return options.finish(und | und.T)
 
 
-def path(
-    n: int,
-    *,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def path(n: int, *, options: _Options) -> np.ndarray:
     """Path ``0 - 1 - ... - (n-1)``."""
-    n = _check_n(n)
-    rng = make_rng(seed, rng)
-    und = np.eye(n, k=1, dtype=bool)
-    return _finish(
-        und | und.T,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
+    return options.finish(np.eye(_check_n(n), k=1, dtype=bool))
 
 
-def complete(
-    n: int,
-    *,
-    directed: bool = False,
-    acyclic: bool = False,
-    weighted: bool = False,
-    low: float = 0.0,
-    high: float = 1.0,
-    self_loops: float = 0.0,
-    seed: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
+@_generator
+def complete(n: int, *, options: _Options) -> np.ndarray:
     """Complete graph on ``n`` nodes (a complete DAG when ``acyclic``)."""
-    n = _check_n(n)
-    rng = make_rng(seed, rng)
-    und = ~np.eye(n, dtype=bool)
-    return _finish(
-        und,
-        rng,
-        directed=directed,
-        acyclic=acyclic,
-        weighted=weighted,
-        low=low,
-        high=high,
-        self_loops=self_loops,
-    )
+    return options.finish(~np.eye(_check_n(n), dtype=bool))
 
 
 # ---------------------------------------------------------------------------------------------

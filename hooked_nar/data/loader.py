@@ -29,6 +29,7 @@ from hooked_nar.algorithms.specs import SPECS
 
 __all__ = [
     "CLRSLoader",
+    "batch_algorithm",
     "collate",
     "edge_step_mask",
     "hint_names",
@@ -39,7 +40,8 @@ __all__ = [
 ]
 
 
-def _algorithm(data: Data | Batch) -> str:
+def batch_algorithm(data: Data | Batch) -> str:
+    """The CLRS algorithm of a graph or of a batch (ValueError for a mixed or unknown one)."""
     alg = data.algorithm
     if isinstance(alg, (list, tuple)):
         if len(set(alg)) != 1:
@@ -52,7 +54,7 @@ def _algorithm(data: Data | Batch) -> str:
 
 def hint_names(data: Data | Batch) -> list[str]:
     """Names of the CLRS hint fields present on ``data`` (step axis 1: [N|E|B, T, (C)])."""
-    spec = SPECS[_algorithm(data)]
+    spec = SPECS[batch_algorithm(data)]
     return [name for name, fs in spec.items() if fs.stage == "hint" and name in data]
 
 

@@ -38,17 +38,38 @@ def shipped_checkpoints() -> list[str]:
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A shipped checkpoint name (``"bfs"``) or a directory path."""
+    """A shipped checkpoint name (``"bfs"``) or a directory path.
+
+    A bare name of a shipped checkpoint wins over a folder of that name in the working
+    directory; pass ``"./bfs"`` or a ``Path`` for the folder.
+    """
+    if isinstance(name_or_path, str) and name_or_path in shipped_checkpoints():
+        return Path(str(resources.files("hooked_nar") / "pretrained" / name_or_path))
     p = Path(name_or_path)
     if p.is_dir():
         return p
-    shipped = resources.files("hooked_nar") / "pretrained" / str(name_or_path)
-    if shipped.is_dir() and (shipped / CONFIG_NAME).is_file():
-        return Path(str(shipped))
     raise ValueError(
         f"checkpoint {str(name_or_path)!r} is neither a directory nor a shipped checkpoint "
         f"(shipped: {', '.join(shipped_checkpoints()) or 'none'})"
     )
+
+
+def _read_config_file(path: Path) -> dict:
+    """The parsed ``config.json`` of the checkpoint directory ``path``: ``{"config": {...},
+    "metadata": {...}}``; ValueError when it is missing or has no ``config`` object."""
+    try:
+        payload = json.loads((path / CONFIG_NAME).read_text())
+        if not isinstance(payload["config"], dict):
+            raise TypeError(f"config is a {type(payload['config']).__name__}, not an object")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"checkpoint {path}: unreadable {CONFIG_NAME} ({e})") from e
+    return payload
+
+
+def checkpoint_config(name_or_path: str | Path) -> dict:
+    """The config dict a checkpoint (shipped name or directory) was saved with, read from its
+    ``config.json`` alone: no weights, no model code. For cheap checks, e.g. its algorithm."""
+    return _read_config_file(resolve_checkpoint(name_or_path))["config"]
 
 
 def load_model(name_or_path: str | Path, expected_config: dict | None = None):
@@ -60,10 +81,10 @@ def load_model(name_or_path: str | Path, expected_config: dict | None = None):
     from hooked_nar.model.hooked_nar import HookedNAR
 
     path = resolve_checkpoint(name_or_path)
+    payload = _read_config_file(path)
     try:
-        payload = json.loads((path / CONFIG_NAME).read_text())
         cfg = NARConfig.from_dict(payload["config"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except TypeError as e:  # missing or mistyped fields
         raise ValueError(f"checkpoint {path}: unreadable {CONFIG_NAME} ({e})") from e
     for key, value in (expected_config or {}).items():
         if getattr(cfg, key) != value:
