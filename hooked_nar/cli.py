@@ -1,0 +1,191 @@
+"""The ``hooked-nar`` command line: ``study``, ``train`` and ``evaluate``.
+
+    hooked-nar study --algorithm bfs                 # data, model, cache -> runs/bfs/report.md
+    hooked-nar study --algorithm bridges --quick     # a few small graphs, well under a minute
+    hooked-nar train --algorithm bfs --out ckpt/bfs  # forwarded to hooked_nar.train
+    hooked-nar evaluate --checkpoint bfs             # forwarded to hooked_nar.evaluate
+
+This module holds the argument parsing, the checks of every argument (one-line errors,
+exit code 2, before any long work) and the dispatch to the subcommands; the ``study``
+pipeline and its stages live in :mod:`hooked_nar.study`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from hooked_nar.study import DEFAULTS, PROG, QUICK, UsageError, print_summary, run_study
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``hooked-nar study: error: ...``) and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _checkpoint(name_or_dir: str) -> tuple[Path, str | None]:
+    """``(directory, algorithm)`` of a checkpoint directory or shipped name (reads JSON only)."""
+    from hooked_nar.model.checkpoint import checkpoint_config, resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(name_or_dir)
+        return path, checkpoint_config(path).get("algorithm")
+    except ValueError as e:
+        raise UsageError(f"--checkpoint: {e}") from None
+
+
+def check_output_dir(path: Path) -> None:
+    """Create ``path`` if needed and prove it writable by creating a temporary file in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise UsageError(f"--output {str(path)!r} cannot be created or written ({reason})") from None
+
+
+def _validate_study(args: argparse.Namespace) -> None:
+    """Fill defaults and check every argument; raises UsageError before any long work."""
+    from hooked_nar.algorithms import ALGORITHMS
+    from hooked_nar.model.checkpoint import shipped_checkpoints
+
+    if args.algorithm not in ALGORITHMS:
+        raise UsageError(f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: "
+                         f"{', '.join(ALGORITHMS)}")
+    preset = QUICK if args.quick else DEFAULTS
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key, low in (("num_graphs", 1), ("num_nodes", 1), ("seed", 0), ("batch_size", 1)):
+        if getattr(args, key) < low:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} must be >= {low}, got {getattr(args, key)}")
+    args.checkpoint_path, args.checkpoint_source = None, None
+    if args.checkpoint is not None:
+        path, ck_alg = _checkpoint(args.checkpoint)
+        if ck_alg != args.algorithm:
+            raise UsageError(f"--checkpoint {args.checkpoint!r} is a {ck_alg} model, not "
+                             f"{args.algorithm}")
+        args.checkpoint_path, args.checkpoint_source = path, "given"
+    elif args.algorithm in shipped_checkpoints():
+        path, ck_alg = _checkpoint(args.algorithm)
+        if ck_alg == args.algorithm:
+            args.checkpoint_path, args.checkpoint_source = path, "shipped"
+    from hooked_nar.data.generators import GENERATORS
+
+    if args.generator not in GENERATORS:
+        raise UsageError(f"--generator {args.generator!r} is unknown; valid: {', '.join(GENERATORS)}")
+    # last, so that a bad argument never leaves an empty folder behind
+    args.output = Path(args.output if args.output is not None else Path("runs") / args.algorithm)
+    check_output_dir(args.output)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    _validate_study(args)
+    ctx = run_study(args)
+    if not args.quiet:
+        print_summary(ctx)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def _forward(module: str, argv: list[str]) -> int:
+    import importlib
+
+    importlib.import_module(f"hooked_nar.{module}").main(argv)
+    return 0
+
+
+FORWARDED = {
+    "train": ("train", "train a HookedNAR (forwarded to python -m hooked_nar.train; "
+                       "see `hooked-nar train --help`)"),
+    "evaluate": ("evaluate", "CLRS metrics of a checkpoint (forwarded to python -m "
+                             "hooked_nar.evaluate; see `hooked-nar evaluate --help`)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Mechanistic interpretability for neural algorithmic reasoners.",
+        epilog="Run `hooked-nar COMMAND --help` for the options of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    s = sub.add_parser(
+        "study", help="generate data, evaluate a checkpoint, inspect its cache; write a report",
+        description=(
+            "Study one CLRS algorithm end to end. Stages: data (generate graphs, dataset "
+            "statistics, a trajectory figure) and model (evaluate the checkpoint, describe the "
+            "run_with_cache activations, a prediction-vs-truth figure; skipped when no "
+            "checkpoint exists). Writes OUTPUT/report.md, OUTPUT/results.json and PNG figures, "
+            "each atomically."),
+    )
+    s.add_argument("--algorithm", required=True, metavar="NAME",
+                   help="CLRS algorithm: bfs, dfs, topological_sort, articulation_points, bridges, "
+                        "strongly_connected_components, mst_kruskal, mst_prim, bellman_ford, "
+                        "dijkstra, dag_shortest_paths, floyd_warshall")
+    s.add_argument("--output", "-o", metavar="DIR", default=None,
+                   help="folder for report.md, results.json and figures (default: runs/ALGORITHM)")
+    s.add_argument("--checkpoint", metavar="NAME_OR_DIR", default=None,
+                   help="shipped checkpoint name or checkpoint directory; must be a model of "
+                        "ALGORITHM (default: the shipped checkpoint of ALGORITHM, if any)")
+    s.add_argument("--num-graphs", "-k", type=int, default=None, metavar="K",
+                   help=f"graphs to generate (default: {DEFAULTS['num_graphs']}; "
+                        f"--quick: {QUICK['num_graphs']})")
+    s.add_argument("--num-nodes", "-n", type=int, default=None, metavar="N",
+                   help=f"nodes per graph (default: {DEFAULTS['num_nodes']}; "
+                        f"--quick: {QUICK['num_nodes']})")
+    s.add_argument("--generator", default="er",
+                   help="graph generator: er, ws, delaunay, grid, tree, path, complete (default: er)")
+    s.add_argument("--seed", type=int, default=0, help="dataset seed; graph i depends only on (seed, i) (default: 0)")
+    s.add_argument("--batch-size", type=int, default=32, help="graphs per evaluation batch (default: 32)")
+    s.add_argument("--quick", action="store_true",
+                   help="few small graphs, for a smoke test in seconds")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing but errors (no progress, no summary)")
+    s.set_defaults(func=cmd_study)
+    for name, (_, helptext) in FORWARDED.items():
+        sub.add_parser(name, help=helptext, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hooked-nar`` and ``python -m hooked_nar``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:
+        try:
+            return _forward(FORWARDED[argv[0]][0], argv[1:])
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    args.argv = argv
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
