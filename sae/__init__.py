@@ -1,0 +1,67 @@
+"""SAEs on HookedNAR activations, with SAELens as the engine.
+
+- :class:`ActivationStore`: valid (graph, node, step) activations with their concept labels,
+  in memory or as safetensors shards on disk; shuffled ``[batch, d_in]`` batches for training.
+- :func:`train_sae` / :func:`make_config`: SAELens's ``SAETrainer`` on a store (batchtopk,
+  topk, jumprelu, standard, gated, matryoshka); :func:`save_sae` / :func:`load_sae`.
+- Splicing lives on the model: ``model.add_sae(sae, hook="hook_node_out", steps=None,
+  use_error_term=False)``, ``model.reset_saes()``, ``with model.saes(sae): ...``.
+- :func:`evaluate_sae`: reconstruction (MSE, explained variance, L0, dead / dense) and
+  downstream accuracy recovered against mean ablation.
+- :mod:`sae.concepts`: AUROC / F1 / correlations of every feature with every concept, best
+  features, monosemantic features, top examples; :func:`linear_probe` baselines.
+- :func:`run_sweep`, :func:`analyse_sae`, :func:`write_report`, :mod:`sae.plots`.
+
+``sae_lens`` is imported only inside the functions that need it.
+"""
+
+from sae.activation_store import ActivationStore
+from sae.concepts import (
+    MONOSEMANTIC_RULE,
+    ConceptScores,
+    auroc,
+    best_f1,
+    best_features,
+    concepts_with_feature,
+    feature_concept_scores,
+    monosemantic_features,
+    pearson,
+    spearman,
+    top_examples,
+)
+from sae.evaluate import downstream, evaluate_sae, reconstruction
+from sae.io import load_sae, save_sae
+from sae.probes import ProbeResult, graph_split, linear_probe, probe_concepts
+from sae.report import analyse_sae, write_report
+from sae.sweep import run_sweep
+from sae.training import ARCHITECTURES, make_config, train_sae
+
+__all__ = [
+    "ARCHITECTURES",
+    "MONOSEMANTIC_RULE",
+    "ActivationStore",
+    "ConceptScores",
+    "ProbeResult",
+    "analyse_sae",
+    "auroc",
+    "best_f1",
+    "best_features",
+    "concepts_with_feature",
+    "downstream",
+    "evaluate_sae",
+    "feature_concept_scores",
+    "graph_split",
+    "linear_probe",
+    "load_sae",
+    "make_config",
+    "monosemantic_features",
+    "pearson",
+    "probe_concepts",
+    "reconstruction",
+    "run_sweep",
+    "save_sae",
+    "spearman",
+    "top_examples",
+    "train_sae",
+    "write_report",
+]

@@ -1,0 +1,286 @@
+"""Which SAE features track which algorithmic concepts.
+
+For every (feature, boolean concept) pair: AUROC (the probability that a random positive row
+activates the feature more than a random negative row, ties counting one half), and the
+best-threshold F1 with its precision, recall and threshold (predict the concept where the
+activation is >= threshold, over every distinct activation value). For every (feature,
+scalar concept) pair: Pearson and Spearman correlation (Spearman on mid-ranks). AUROC is
+directional: a feature that fires where the concept is *false* scores near 0, not 1.
+
+The monosemanticity rule, in one place (:data:`MONOSEMANTIC_RULE`): a feature is
+monosemantic for concept c when its AUROC is >= ``high`` (0.95) for c and < ``low`` (0.8)
+for every other boolean concept of the algorithm. (Nested concepts - a frontier node is
+always visited - can keep a faithful feature from passing; the table shows why.)
+
+>>> scores = feature_concept_scores(acts, labels)   # acts [R, F], labels {c: [R]}
+>>> best_features(scores)["is_frontier"]             # {"feature": 17, "auroc": 0.99, ...}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "MONOSEMANTIC_RULE",
+    "ConceptScores",
+    "auroc",
+    "best_f1",
+    "best_features",
+    "concepts_with_feature",
+    "feature_concept_scores",
+    "midranks",
+    "monosemantic_features",
+    "pearson",
+    "spearman",
+    "top_examples",
+]
+
+#: A feature is monosemantic for c: AUROC >= high for c, < low for every other concept.
+MONOSEMANTIC_RULE = {"high": 0.95, "low": 0.8}
+
+
+def midranks(x: Tensor) -> Tensor:
+    """1-based ranks along dim 0 of ``x`` [R] or [R, F], ties sharing their mean rank."""
+    cols = x.reshape(x.shape[0], -1).T.contiguous().double()  # [F, R]
+    s, _ = cols.sort(dim=1)
+    lo = torch.searchsorted(s, cols, right=False)
+    hi = torch.searchsorted(s, cols, right=True)
+    return ((lo + hi + 1).double() / 2).T.reshape(x.shape)
+
+
+def _check(acts: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    if acts.ndim == 1:
+        acts = acts[:, None]
+    if acts.ndim != 2 or labels.ndim != 1 or labels.shape[0] != acts.shape[0]:
+        raise ValueError(
+            f"acts must be [R] or [R, F] and labels [R]; got {tuple(acts.shape)}, "
+            f"{tuple(labels.shape)}"
+        )
+    return acts, labels
+
+
+def auroc(acts: Tensor, labels: Tensor) -> Tensor:
+    """AUROC of every column of ``acts`` [R, F] (or [R]) for boolean ``labels`` [R] -> [F].
+
+    NaN when ``labels`` is all true or all false (no pairs to compare).
+    """
+    acts, labels = _check(acts, labels)
+    y = labels.bool()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return torch.full((acts.shape[1],), float("nan"))
+    u = torch.cat([midranks(cols)[y].sum(0) for cols in acts.split(64, dim=1)])
+    return ((u - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
+
+
+def best_f1(acts: Tensor, labels: Tensor, chunk: int = 64) -> dict[str, Tensor]:
+    """Best-threshold F1 of every column of ``acts`` [R, F] for boolean ``labels`` [R].
+
+    Rule: predict true where ``act >= threshold``, over every distinct activation value of
+    the column (predicting nothing gives F1 = 0). Returns ``{"f1", "precision", "recall",
+    "threshold"}``, each [F]; precision of an empty prediction counts as 0.
+    """
+    acts, labels = _check(acts, labels)
+    y = labels.bool()
+    P = int(y.sum())
+    out = {k: [] for k in ("f1", "precision", "recall", "threshold")}
+    for cols in acts.T.split(chunk):  # [f, R]
+        v, order = cols.double().sort(dim=1, descending=True)
+        tp = y[order].double().cumsum(1)  # predicted = top (j + 1) rows
+        k = torch.arange(1, v.shape[1] + 1, dtype=torch.double)
+        # a cut is valid only after the last row of a group of equal values
+        valid = torch.ones_like(v, dtype=torch.bool)
+        valid[:, :-1] = v[:, :-1] != v[:, 1:]
+        f1 = torch.where(valid, 2 * tp / (k + P), torch.zeros(()))
+        best = f1.argmax(1)
+        idx = best[:, None]
+        tp_b, k_b = tp.gather(1, idx)[:, 0], k[best]
+        f1_b = f1.gather(1, idx)[:, 0]
+        ok = f1_b > 0
+        out["f1"].append(f1_b.float())
+        out["precision"].append(torch.where(ok, tp_b / k_b, 0.0).float())
+        out["recall"].append(torch.where(ok, tp_b / max(P, 1), 0.0).float())
+        out["threshold"].append(torch.where(ok, v.gather(1, idx)[:, 0], float("inf")).float())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def pearson(acts: Tensor, values: Tensor) -> Tensor:
+    """Pearson correlation of every column of ``acts`` [R, F] with ``values`` [R] -> [F].
+
+    0 where either side is constant."""
+    acts, values = _check(acts, values)
+    a = acts.double() - acts.double().mean(0)
+    b = values.double() - values.double().mean()
+    denom = a.norm(dim=0) * b.norm()
+    r = (a * b[:, None]).sum(0) / denom
+    return torch.where(denom > 0, r, torch.zeros(())).float()
+
+
+def spearman(acts: Tensor, values: Tensor) -> Tensor:
+    """Spearman correlation (Pearson on mid-ranks) of every column with ``values`` -> [F]."""
+    acts, values = _check(acts, values)
+    return pearson(midranks(acts).float(), midranks(values).float())
+
+
+@dataclass
+class ConceptScores:
+    """Feature x concept statistics. Boolean concepts: ``auroc``, ``f1``, ``precision``,
+    ``recall``, ``threshold`` [F, Cb] over ``bool_concepts``; scalar concepts: ``pearson``,
+    ``spearman`` [F, Cs] over ``scalar_concepts``. ``positive_rate`` [Cb], ``frequency`` [F]
+    (fraction of rows where the feature fires)."""
+
+    bool_concepts: list[str]
+    scalar_concepts: list[str]
+    auroc: Tensor
+    f1: Tensor
+    precision: Tensor
+    recall: Tensor
+    threshold: Tensor
+    pearson: Tensor
+    spearman: Tensor
+    positive_rate: Tensor
+    frequency: Tensor
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.frequency.shape[0])
+
+
+def feature_concept_scores(
+    acts: Tensor, labels: dict[str, Tensor], features: Tensor | None = None
+) -> ConceptScores:
+    """All statistics of features ``acts`` [R, F] against ``labels`` ``{concept: [R]}``.
+
+    Boolean labels get AUROC / F1; float labels correlations. Concepts constant over the
+    rows (e.g. never true) get NaN AUROC. ``features``: optional subset of column indices.
+    """
+    if acts.ndim != 2:
+        raise ValueError(f"acts must be [R, F], got {tuple(acts.shape)}")
+    if features is not None:
+        acts = acts[:, features]
+    for c, v in labels.items():
+        if v.shape != (acts.shape[0],):
+            raise ValueError(
+                f"labels[{c!r}] has shape {tuple(v.shape)}, expected ({acts.shape[0]},)"
+            )
+    bools = [c for c, v in labels.items() if v.dtype == torch.bool]
+    scalars = [c for c, v in labels.items() if v.dtype != torch.bool]
+    F = acts.shape[1]
+
+    def stack(cols: list[Tensor], n: int) -> Tensor:
+        return torch.stack(cols, 1) if cols else torch.zeros(F, n)
+
+    f1s = [best_f1(acts, labels[c]) for c in bools]
+    return ConceptScores(
+        bool_concepts=bools,
+        scalar_concepts=scalars,
+        auroc=stack([auroc(acts, labels[c]) for c in bools], 0),
+        f1=stack([r["f1"] for r in f1s], 0),
+        precision=stack([r["precision"] for r in f1s], 0),
+        recall=stack([r["recall"] for r in f1s], 0),
+        threshold=stack([r["threshold"] for r in f1s], 0),
+        pearson=stack([pearson(acts, labels[c]) for c in scalars], 0),
+        spearman=stack([spearman(acts, labels[c]) for c in scalars], 0),
+        positive_rate=torch.tensor([float(labels[c].float().mean()) for c in bools]),
+        frequency=(acts > 0).float().mean(0),
+        extra={"features": None if features is None else torch.as_tensor(features)},
+    )
+
+
+def _feature_id(scores: ConceptScores, j: int) -> int:
+    feats = scores.extra.get("features")
+    return int(j if feats is None else feats[j])
+
+
+def best_features(scores: ConceptScores) -> dict[str, dict]:
+    """Per concept, the feature with the highest AUROC (boolean) or |Spearman| (scalar).
+
+    Boolean concepts also name the ``anti_feature`` firing best where the concept is false
+    (``anti_auroc`` = 1 - its AUROC); it does not count as capturing the concept."""
+    out: dict[str, dict] = {}
+    for i, c in enumerate(scores.bool_concepts):
+        col = torch.nan_to_num(scores.auroc[:, i], nan=-1.0)
+        j = int(col.argmax())
+        out[c] = {
+            "feature": _feature_id(scores, j),
+            "auroc": float(scores.auroc[j, i]),
+            "f1": float(scores.f1[j, i]),
+            "precision": float(scores.precision[j, i]),
+            "recall": float(scores.recall[j, i]),
+            "threshold": float(scores.threshold[j, i]),
+            "best_f1": float(scores.f1[:, i].max()),
+            # the feature that best fires where the concept is false (informative, not a match)
+            "anti_feature": _feature_id(
+                scores, int(torch.nan_to_num(scores.auroc[:, i], nan=2.0).argmin())
+            ),
+            "anti_auroc": float(1 - torch.nan_to_num(scores.auroc[:, i], nan=1.0).min()),
+        }
+    for i, c in enumerate(scores.scalar_concepts):
+        j = int(scores.spearman[:, i].abs().argmax())
+        out[c] = {
+            "feature": _feature_id(scores, j),
+            "spearman": float(scores.spearman[j, i]),
+            "pearson": float(scores.pearson[j, i]),
+        }
+    return out
+
+
+def monosemantic_features(
+    scores: ConceptScores,
+    high: float = MONOSEMANTIC_RULE["high"],
+    low: float = MONOSEMANTIC_RULE["low"],
+) -> list[dict]:
+    """Features meeting the rule of :data:`MONOSEMANTIC_RULE`: ``[{feature, concept, auroc}]``."""
+    out = []
+    a = torch.nan_to_num(scores.auroc, nan=0.0)
+    for j in range(a.shape[0]):
+        hits = (a[j] >= high).nonzero().flatten().tolist()
+        if len(hits) != 1:
+            continue
+        others = torch.cat([a[j, : hits[0]], a[j, hits[0] + 1 :]])
+        if bool((others < low).all()):
+            c = scores.bool_concepts[hits[0]]
+            out.append(
+                {"feature": _feature_id(scores, j), "concept": c, "auroc": float(a[j, hits[0]])}
+            )
+    return out
+
+
+def concepts_with_feature(scores: ConceptScores, threshold: float = 0.95) -> list[str]:
+    """Boolean concepts that some feature tracks with AUROC >= ``threshold``."""
+    a = torch.nan_to_num(scores.auroc, nan=0.0)
+    return [c for i, c in enumerate(scores.bool_concepts) if bool((a[:, i] >= threshold).any())]
+
+
+def top_examples(
+    acts: Tensor, index, feature: int, k: int = 10, labels: dict[str, Tensor] | None = None
+) -> list[dict]:
+    """The ``k`` rows where ``feature`` fires most, strongest first:
+    ``[{graph, node, step, activation, <concept>: value, ...}]``.
+
+    ``index``: the store's ``RowIndex`` (graph, node, step, concepts); ``labels`` defaults
+    to ``index.concepts``.
+    """
+    if not 0 <= feature < acts.shape[1]:
+        raise ValueError(f"feature={feature} is out of range for {acts.shape[1]} features")
+    labels = index.concepts if labels is None else labels
+    vals, rows = acts[:, feature].topk(min(k, acts.shape[0]))
+    out = []
+    for v, r in zip(vals.tolist(), rows.tolist(), strict=True):
+        if v <= 0:
+            break
+        row = {
+            "graph": int(index.graph[r]),
+            "node": int(index.node[r]),
+            "step": int(index.step[r]),
+            "activation": float(v),
+        }
+        row.update(
+            {c: (bool(x[r]) if x.dtype == torch.bool else float(x[r])) for c, x in labels.items()}
+        )
+        out.append(row)
+    return out
