@@ -27,14 +27,6 @@ from sae import (
 from sae.probes import graph_split
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _auroc_by_pairs(s, y):
     pos = [a for a, b in zip(s, y, strict=True) if b]
     neg = [a for a, b in zip(s, y, strict=True) if not b]

@@ -10,14 +10,6 @@ from hooked_nar.data import CLRSDataset, collate
 from hooked_nar.model import HookedNAR, NARConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _sae(d_in: int = 16, d_sae: int = 48, seed: int = 0):
     from sae_lens import StandardSAE, StandardSAEConfig
 

@@ -12,14 +12,6 @@ from hooked_nar.model import HookedNAR, NARConfig
 from sae import ActivationStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def setup():
     model = HookedNAR(NARConfig("bfs", d_model=16)).eval()

@@ -11,14 +11,6 @@ from hooked_nar.model.cache import RowIndex
 from sae import ARCHITECTURES, ActivationStore, load_sae, make_config, save_sae, train_sae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _store(x: torch.Tensor) -> ActivationStore:
     z = torch.zeros(x.shape[0], dtype=torch.long)
     meta = {
