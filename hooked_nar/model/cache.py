@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from transformer_lens import ActivationCache
 
+from hooked_nar.model.hooked_nar import hint_step_mask, num_processor_steps
+
 
 @dataclass
 class StackedActivation:
@@ -52,10 +54,8 @@ class NARCache(ActivationCache):
     def __init__(self, cache_dict: dict[str, Tensor], model, batch) -> None:
         super().__init__(cache_dict, model, has_batch_dim=False)
         self.batch = batch
-        lengths = batch.length.view(-1)
-        self.num_steps = int((lengths - 1).clamp(min=1).max())
-        t = torch.arange(self.num_steps, device=lengths.device)
-        self.step_mask = (t[None, :] + 1) < lengths[:, None]  # [B, S]
+        self.num_steps = int(num_processor_steps(batch.length.view(-1)).max())
+        self.step_mask = hint_step_mask(batch, self.num_steps)  # [B, S]
 
     def __getitem__(self, key):
         if isinstance(key, tuple):
