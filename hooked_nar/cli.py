@@ -49,7 +49,9 @@ def check_output_dir(path: Path) -> None:
             pass
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        raise UsageError(f"--output {str(path)!r} cannot be created or written ({reason})") from None
+        raise UsageError(
+            f"--output {str(path)!r} cannot be created or written ({reason})"
+        ) from None
 
 
 def _validate_study(args: argparse.Namespace) -> None:
@@ -58,8 +60,10 @@ def _validate_study(args: argparse.Namespace) -> None:
     from hooked_nar.model.checkpoint import shipped_checkpoints
 
     if args.algorithm not in ALGORITHMS:
-        raise UsageError(f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: "
-                         f"{', '.join(ALGORITHMS)}")
+        raise UsageError(
+            f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: "
+            f"{', '.join(ALGORITHMS)}"
+        )
     preset = QUICK if args.quick else DEFAULTS
     for key, value in preset.items():
         if getattr(args, key) is None:
@@ -72,8 +76,9 @@ def _validate_study(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         path, ck_alg = _checkpoint(args.checkpoint)
         if ck_alg != args.algorithm:
-            raise UsageError(f"--checkpoint {args.checkpoint!r} is a {ck_alg} model, not "
-                             f"{args.algorithm}")
+            raise UsageError(
+                f"--checkpoint {args.checkpoint!r} is a {ck_alg} model, not {args.algorithm}"
+            )
         args.checkpoint_path, args.checkpoint_source = path, "given"
     elif args.algorithm in shipped_checkpoints():
         path, ck_alg = _checkpoint(args.algorithm)
@@ -82,7 +87,9 @@ def _validate_study(args: argparse.Namespace) -> None:
     from hooked_nar.data.generators import GENERATORS
 
     if args.generator not in GENERATORS:
-        raise UsageError(f"--generator {args.generator!r} is unknown; valid: {', '.join(GENERATORS)}")
+        raise UsageError(
+            f"--generator {args.generator!r} is unknown; valid: {', '.join(GENERATORS)}"
+        )
     # last, so that a bad argument never leaves an empty folder behind
     args.output = Path(args.output if args.output is not None else Path("runs") / args.algorithm)
     check_output_dir(args.output)
@@ -99,18 +106,32 @@ def cmd_study(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------- main
 
 
-def _forward(module: str, argv: list[str]) -> int:
+def _forward(target: str, argv: list[str]) -> int:
     import importlib
 
-    importlib.import_module(f"hooked_nar.{module}").main(argv)
-    return 0
+    module, _, function = target.partition(":")
+    code = getattr(importlib.import_module(module), function)(argv)
+    return code if isinstance(code, int) else 0
 
 
+#: Subcommands whose options live in their own module: name -> ("module:function", help).
 FORWARDED = {
-    "train": ("train", "train a HookedNAR (forwarded to python -m hooked_nar.train; "
-                       "see `hooked-nar train --help`)"),
-    "evaluate": ("evaluate", "CLRS metrics of a checkpoint (forwarded to python -m "
-                             "hooked_nar.evaluate; see `hooked-nar evaluate --help`)"),
+    "train": ("hooked_nar.train:main", "train a HookedNAR (see `hooked-nar train --help`)"),
+    "evaluate": (
+        "hooked_nar.evaluate:main",
+        "CLRS metrics of a checkpoint, in and out of distribution "
+        "(see `hooked-nar evaluate --help`)",
+    ),
+    "collect": (
+        "sae.cli:collect_main",
+        "store a checkpoint's per-step activations with concept labels as safetensors "
+        "shards (see `hooked-nar collect --help`)",
+    ),
+    "train-sae": (
+        "sae.cli:train_sae_main",
+        "train an SAE through SAELens, evaluate it and find concept features "
+        "(see `hooked-nar train-sae --help`)",
+    ),
 }
 
 
@@ -122,38 +143,79 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser(
-        "study", help="generate data, evaluate a checkpoint, inspect its cache; write a report",
+        "study",
+        help="generate data, evaluate a checkpoint, inspect its cache; write a report",
         description=(
             "Study one CLRS algorithm end to end. Stages: data (generate graphs, dataset "
             "statistics, a trajectory figure) and model (evaluate the checkpoint, describe the "
             "run_with_cache activations, a prediction-vs-truth figure; skipped when no "
             "checkpoint exists). Writes OUTPUT/report.md, OUTPUT/results.json and PNG figures, "
-            "each atomically."),
+            "each atomically."
+        ),
     )
-    s.add_argument("--algorithm", required=True, metavar="NAME",
-                   help="CLRS algorithm: bfs, dfs, topological_sort, articulation_points, bridges, "
-                        "strongly_connected_components, mst_kruskal, mst_prim, bellman_ford, "
-                        "dijkstra, dag_shortest_paths, floyd_warshall")
-    s.add_argument("--output", "-o", metavar="DIR", default=None,
-                   help="folder for report.md, results.json and figures (default: runs/ALGORITHM)")
-    s.add_argument("--checkpoint", metavar="NAME_OR_DIR", default=None,
-                   help="shipped checkpoint name or checkpoint directory; must be a model of "
-                        "ALGORITHM (default: the shipped checkpoint of ALGORITHM, if any)")
-    s.add_argument("--num-graphs", "-k", type=int, default=None, metavar="K",
-                   help=f"graphs to generate (default: {DEFAULTS['num_graphs']}; "
-                        f"--quick: {QUICK['num_graphs']})")
-    s.add_argument("--num-nodes", "-n", type=int, default=None, metavar="N",
-                   help=f"nodes per graph (default: {DEFAULTS['num_nodes']}; "
-                        f"--quick: {QUICK['num_nodes']})")
-    s.add_argument("--generator", default="er",
-                   help="graph generator: er, ws, delaunay, grid, tree, path, complete (default: er)")
-    s.add_argument("--seed", type=int, default=0, help="dataset seed; graph i depends only on (seed, i) (default: 0)")
-    s.add_argument("--batch-size", type=int, default=32, help="graphs per evaluation batch (default: 32)")
-    s.add_argument("--quick", action="store_true",
-                   help="few small graphs, for a smoke test in seconds")
+    s.add_argument(
+        "--algorithm",
+        required=True,
+        metavar="NAME",
+        help="CLRS algorithm: bfs, dfs, topological_sort, articulation_points, bridges, "
+        "strongly_connected_components, mst_kruskal, mst_prim, bellman_ford, "
+        "dijkstra, dag_shortest_paths, floyd_warshall",
+    )
+    s.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        default=None,
+        help="folder for report.md, results.json and figures (default: runs/ALGORITHM)",
+    )
+    s.add_argument(
+        "--checkpoint",
+        metavar="NAME_OR_DIR",
+        default=None,
+        help="shipped checkpoint name or checkpoint directory; must be a model of "
+        "ALGORITHM (default: the shipped checkpoint of ALGORITHM, if any)",
+    )
+    s.add_argument(
+        "--num-graphs",
+        "-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"graphs to generate (default: {DEFAULTS['num_graphs']}; "
+        f"--quick: {QUICK['num_graphs']})",
+    )
+    s.add_argument(
+        "--num-nodes",
+        "-n",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"nodes per graph (default: {DEFAULTS['num_nodes']}; --quick: {QUICK['num_nodes']})",
+    )
+    s.add_argument(
+        "--generator",
+        default="er",
+        help="graph generator: er, ws, delaunay, grid, tree, path, complete (default: er)",
+    )
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="dataset seed; graph i depends only on (seed, i) (default: 0)",
+    )
+    s.add_argument(
+        "--batch-size", type=int, default=32, help="graphs per evaluation batch (default: 32)"
+    )
+    s.add_argument(
+        "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    s.add_argument("--quiet", "-q", action="store_true",
-                   help="print nothing but errors (no progress, no summary)")
+    s.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="print nothing but errors (no progress, no summary)",
+    )
     s.set_defaults(func=cmd_study)
     for name, (_, helptext) in FORWARDED.items():
         sub.add_parser(name, help=helptext, add_help=False)

@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from hooked_nar.atomic import write_text_atomic
 from sae.concepts import (
     MONOSEMANTIC_RULE,
     best_features,
@@ -24,7 +25,7 @@ from sae.evaluate import encode_rows
 from sae.probes import probe_concepts
 from sae.sweep import describe
 
-__all__ = ["analyse_sae", "write_report"]
+__all__ = ["analyse_sae", "report_sections", "write_report"]
 
 TARGET_AUROC = 0.95
 
@@ -110,20 +111,36 @@ def write_report(
 ) -> Path:
     """Write the markdown report to ``path`` (atomically) and return the path.
 
-    ``setup``: lines of the run's settings; ``evaluation``: :func:`sae.evaluate_sae`'s dict;
-    ``analysis``: :func:`analyse_sae`'s dict; ``images``: ``{caption: relative png path}``.
+    ``setup``: lines of the run's settings; the rest as in :func:`report_sections`.
     """
-    from sae.activation_store import _atomic_write_text
-
-    rec = evaluation["reconstruction"]
     lines = [f"# {title}", ""]
     if commands:
         lines += ["Reproduce with:", "", "```", *commands, "```", ""]
     lines += ["## Setup", ""] + [f"- {k}: {v}" for k, v in setup.items()] + [""]
+    lines += report_sections(evaluation, analysis, sweep, images)
+    return write_text_atomic(path, "\n".join(lines))
+
+
+def report_sections(
+    evaluation: dict,
+    analysis: dict,
+    sweep: list[dict] | None = None,
+    images: dict[str, str] | None = None,
+    level: int = 2,
+) -> list[str]:
+    """Markdown lines of the sweep, reconstruction, downstream, concept, top-example and
+    picture sections, with ``level``-deep headings.
+
+    ``evaluation``: :func:`sae.evaluate_sae`'s dict; ``analysis``: :func:`analyse_sae`'s
+    dict; ``images``: ``{caption: relative png path}``.
+    """
+    h = "#" * level
+    rec = evaluation["reconstruction"]
+    lines: list[str] = []
     if sweep:
         lines += (
             [
-                "## Sweep",
+                f"{h} Sweep",
                 "",
                 "Targets: explained variance >= 0.95 at L0 <= 16 and downstream accuracy "
                 "recovered >= 0.95 (outputs and hints). Chosen: among runs meeting them, the "
@@ -136,7 +153,7 @@ def write_report(
             + [""]
         )
     lines += [
-        "## Reconstruction (valid rows of the store)",
+        f"{h} Reconstruction (valid rows of the store)",
         "",
         "| MSE | explained variance | L0 | dead features | dense features (> 50% of rows) |",
         "|---|---|---|---|---|",
@@ -147,7 +164,7 @@ def write_report(
     if "downstream" in evaluation:
         d = evaluation["downstream"]
         lines += [
-            "## Downstream (SAE spliced at every step, no error term)",
+            f"{h} Downstream (SAE spliced at every step, no error term)",
             "",
             "Mean ablation replaces the hook at every step with the store's mean of that "
             "step. recovered = (SAE - ablated) / (clean - ablated); for the loss "
@@ -170,7 +187,7 @@ def write_report(
         lines.append("")
     scores, best, probes = analysis["scores"], analysis["best"], analysis["probes"]
     lines += [
-        "## Concepts",
+        f"{h} Concepts",
         "",
         f"Boolean concepts: best feature by AUROC with its best-threshold F1; a linear probe "
         f"on the same activations (split by graph) and its shuffled-label control. "
@@ -219,7 +236,7 @@ def write_report(
         + ".",
         "",
     ]
-    lines += ["## Top-activating examples of each concept's best feature", ""]
+    lines += [f"{h} Top-activating examples of each concept's best feature", ""]
     for c, rows in analysis["top_examples"].items():
         lines += [
             f"**`{c}`** (feature {best[c]['feature']}):",
@@ -241,10 +258,7 @@ def write_report(
             )
         lines.append("")
     if images:
-        lines += ["## Pictures", ""]
+        lines += [f"{h} Pictures", ""]
         for caption, rel in images.items():
             lines += [f"**{caption}**", "", f"![{caption}]({rel})", ""]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text("\n".join(lines), path)
-    return path
+    return lines

@@ -1,0 +1,354 @@
+"""``hooked-nar collect`` and ``hooked-nar train-sae``.
+
+    hooked-nar collect --checkpoint bfs --output runs/acts/bfs          # an ActivationStore
+    hooked-nar train-sae --algorithm bfs --output runs/sae/bfs          # train, evaluate, analyse
+    hooked-nar train-sae --algorithm dijkstra --sweep                   # the short sweep
+    hooked-nar train-sae --algorithm bfs --sae runs/sae/bfs/sae         # analyse a saved SAE
+
+``train-sae`` writes ``report.md``, ``results.json``, the SAE (``sae/``, a SAELens directory)
+and PNGs; ``collect`` a safetensors-sharded store with its manifest. Every argument is
+checked before any long work; errors are one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from hooked_nar.atomic import write_text_atomic
+from hooked_nar.study import PROG, UsageError
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "as_dict"):
+        return _jsonable(x.as_dict())
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
+        return _jsonable(x.tolist())
+    return x
+
+
+def _load_model(checkpoint: str, algorithm: str | None):
+    from hooked_nar.model import HookedNAR
+
+    try:
+        model = HookedNAR.from_pretrained(checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(f"--checkpoint {checkpoint!r}: {e}") from None
+    if algorithm is not None and model.cfg.algorithm != algorithm:
+        raise UsageError(
+            f"--checkpoint {checkpoint!r} is a {model.cfg.algorithm} model, not {algorithm}"
+        )
+    return model.eval()
+
+
+def _output(path: str) -> Path:
+    from hooked_nar.cli import check_output_dir
+
+    out = Path(path)
+    check_output_dir(out)
+    return out
+
+
+def load_sae_checked(path: str, model):
+    """Load a SAELens directory for ``model``'s ``hook_node_out``; UsageError if it is not one."""
+    from sae.io import load_sae
+
+    if not (Path(path) / "cfg.json").is_file():
+        raise UsageError(f"--sae {path!r} is not a SAELens directory (no cfg.json)")
+    sae = load_sae(path)
+    hook = getattr(sae.cfg.metadata, "hook_name", None)
+    if hook not in (None, "hook_node_out"):
+        raise UsageError(f"--sae {path!r} was trained at {hook}, not hook_node_out")
+    algorithm = getattr(sae.cfg.metadata, "algorithm", None)
+    if algorithm not in (None, model.cfg.algorithm):
+        raise UsageError(
+            f"--sae {path!r} was trained on a {algorithm} model, not {model.cfg.algorithm}"
+        )
+    if sae.cfg.d_in != model.cfg.d_model:
+        raise UsageError(
+            f"--sae {path!r} has d_in={sae.cfg.d_in}, the model d_model={model.cfg.d_model}"
+        )
+    return sae
+
+
+# ----------------------------------------------------------------------------- collect
+
+
+def collect_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} collect",
+        description="Run a checkpoint over generated graphs and store its per-step activations "
+        "(valid (graph, node, step) rows with concept labels) as safetensors shards.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="NAME_OR_DIR",
+        help="shipped checkpoint name (bfs, dijkstra, ...) or checkpoint directory",
+    )
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the store")
+    p.add_argument(
+        "--hooks",
+        nargs="+",
+        default=["hook_node_out"],
+        help="per-step hook names (default: hook_node_out)",
+    )
+    p.add_argument(
+        "--steps", type=int, nargs="+", default=None, help="processor steps to keep (default: all)"
+    )
+    p.add_argument("--num-graphs", type=int, default=512, help="graphs (default: 512)")
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="node counts, cycled over graphs (default: the training sizes 4 7 11 13 16)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    p.add_argument("--batch-size", type=int, default=32, help="graphs per forward (default: 32)")
+    return p
+
+
+def collect_main(argv: list[str] | None = None) -> int:
+    args = collect_parser().parse_args(argv)
+    try:
+        from hooked_nar.data import TRAIN_SIZES, CLRSDataset
+        from sae.activation_store import ActivationStore
+
+        if args.num_graphs < 1 or args.batch_size < 1:
+            raise UsageError("--num-graphs and --batch-size must be >= 1")
+        model = _load_model(args.checkpoint, None)
+        out = _output(args.output)
+        sizes = tuple(args.sizes or TRAIN_SIZES)
+        data = CLRSDataset(model.cfg.algorithm, args.num_graphs, sizes=sizes, seed=args.seed)
+        try:
+            store = ActivationStore.from_model(
+                model,
+                data,
+                hooks=args.hooks,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                model_name=args.checkpoint,
+            )
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        store.save(out)
+    except UsageError as e:
+        print(f"{PROG} collect: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{PROG} collect: {len(store)} rows of {', '.join(store.hooks)} -> {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train-sae
+
+
+def train_sae_parser() -> argparse.ArgumentParser:
+    from sae.pipeline import DEFAULT_RECIPE
+
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} train-sae",
+        description="Train an SAE through SAELens on a checkpoint's hook_node_out (every step), "
+        "evaluate it (reconstruction; accuracy recovered against mean ablation), find the "
+        "feature of every concept (AUROC, F1, probes with shuffled controls), and write "
+        "report.md, results.json, PNGs and the SAE (a SAELens directory).",
+    )
+    p.add_argument("--algorithm", default="bfs", help="algorithm (default: bfs)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
+    )
+    p.add_argument(
+        "--output", "-o", default=None, help="output folder (default runs/sae/ALGORITHM)"
+    )
+    p.add_argument(
+        "--sae",
+        default=None,
+        metavar="DIR",
+        help="analyse this saved SAE (SAELens directory) instead of training one",
+    )
+    p.add_argument("--sweep", action="store_true", help="train the short sweep, keep its choice")
+    p.add_argument(
+        "--architecture",
+        default=None,
+        help=f"SAELens architecture (default: the algorithm's recipe, else "
+        f"{DEFAULT_RECIPE['architecture']})",
+    )
+    p.add_argument("--d-sae", type=int, default=None, help="dictionary size (default: recipe)")
+    p.add_argument(
+        "--k", type=float, default=None, help="active features per row (default: recipe)"
+    )
+    p.add_argument(
+        "--normalize",
+        default=None,
+        choices=["none", "layer_norm"],
+        help="SAELens normalize_activations (default: recipe)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=1000, help="optimiser steps per SAE (default: 1000)"
+    )
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (default: 3e-3)")
+    p.add_argument("--batch-size", type=int, default=512, help="rows per step (default: 512)")
+    p.add_argument("--num-graphs", type=int, default=512, help="training graphs (default: 512)")
+    p.add_argument("--eval-graphs", type=int, default=64, help="held-out graphs (default: 64)")
+    p.add_argument(
+        "--eval-nodes", type=int, default=16, help="nodes per held-out graph (default: 16)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of data and training (default: 0)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: fastest for these small matrices on a busy CPU)",
+    )
+    return p
+
+
+def _recipe(args) -> dict:
+    from sae.pipeline import recipe_for
+
+    r = recipe_for(args.algorithm)
+    for key, value in (
+        ("architecture", args.architecture),
+        ("d_sae", args.d_sae),
+        ("k", args.k),
+        ("normalize_activations", args.normalize),
+    ):
+        if value is not None:
+            r[key] = int(value) if key == "k" and float(value).is_integer() else value
+    if r.get("normalize_activations") == "none":
+        r.pop("normalize_activations")
+    return r
+
+
+def train_sae_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = train_sae_parser().parse_args(argv)
+    try:
+        return _train_sae(args, argv)
+    except UsageError as e:
+        print(f"{PROG} train-sae: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train_sae(args, argv: list[str]) -> int:
+    import torch
+
+    from hooked_nar.algorithms import ALGORITHMS
+    from hooked_nar.data import TRAIN_SIZES, CLRSDataset
+    from sae.pipeline import sae_study
+    from sae.report import write_report
+    from sae.training import ARCHITECTURES
+
+    if args.algorithm not in ALGORITHMS:
+        raise UsageError(f"--algorithm {args.algorithm!r} is not a CLRS algorithm")
+    recipe = _recipe(args)
+    if recipe["architecture"] not in ARCHITECTURES:
+        raise UsageError(
+            f"--architecture {recipe['architecture']!r}; valid: {', '.join(ARCHITECTURES)}"
+        )
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--num-graphs", args.num_graphs),
+        ("--eval-graphs", args.eval_graphs),
+        ("--batch-size", args.batch_size),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    torch.set_num_threads(args.threads)
+    model = _load_model(args.checkpoint or args.algorithm, args.algorithm)
+    sae = None if args.sae is None else load_sae_checked(args.sae, model)
+    out = _output(args.output or f"runs/sae/{args.algorithm}")
+
+    t_start = time.perf_counter()
+    say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
+    train_data = CLRSDataset(
+        args.algorithm, args.num_graphs, sizes=TRAIN_SIZES, seed=args.seed, progress=False
+    )
+    eval_data = CLRSDataset(
+        args.algorithm,
+        args.eval_graphs,
+        sizes=(args.eval_nodes,),
+        seed=args.seed + 10_000,
+        progress=False,
+    )
+    name = args.checkpoint or args.algorithm
+    result = sae_study(
+        model,
+        train_data,
+        eval_data,
+        out,
+        sae=sae,
+        sweep=args.sweep,
+        recipe=recipe,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        model_name=name,
+        log=say,
+    )
+    ev = result.evaluation
+    if result.sweep:
+        from sae.sweep import describe
+
+        for r in result.sweep:
+            rec, d = r["reconstruction"], r["downstream"]["recovered"]
+            say(
+                f"sweep {describe(r)}: L0={rec['l0']:.2f} EV={rec['explained_variance']:.4f} "
+                f"recovered out={d['output_accuracy']:.4f} hint={d['hint_accuracy']:.4f} "
+                f"targets={'met' if r['meets_targets'] else 'missed'}"
+            )
+    rec, d = ev["reconstruction"], ev["downstream"]["recovered"]
+    say(
+        f"SAE {result.config}: EV {rec['explained_variance']:.4f}, L0 {rec['l0']:.2f}, recovered "
+        f"output {d['output_accuracy']:.4f} / hint {d['hint_accuracy']:.4f}"
+    )
+    say(
+        f"concepts with a feature at AUROC >= 0.95: {result.analysis['covered']} of "
+        f"{result.analysis['scores'].bool_concepts}"
+    )
+
+    trained = (
+        "given"
+        if sae is not None
+        else (
+            f"{result.config}, {args.steps} steps x {args.batch_size} rows, lr {args.lr}, SAELens "
+            "SAETrainer"
+        )
+    )
+    setup = {
+        "checkpoint": name,
+        "d_model": model.cfg.d_model,
+        "hook": "hook_node_out, every step",
+        "training store": "none (SAE given)"
+        if result.store is None
+        else f"{args.num_graphs} ER graphs, n in {TRAIN_SIZES}, seed {args.seed}: {len(result.store)} valid rows",
+        "held-out store": f"{args.eval_graphs} ER graphs, n = {args.eval_nodes}: "
+        f"{len(result.eval_store)} valid rows (all figures below are on these graphs)",
+        "SAE": f"{trained}; saved to `sae/` (open with sae_lens.SAE.load_from_disk)",
+        "targets met": "yes" if ev["meets_targets"] else "no",
+        "wall time": f"{time.perf_counter() - t_start:.0f} s on {args.threads} CPU thread(s)",
+    }
+    write_report(
+        out / "report.md",
+        title=f"SAE on the {args.algorithm} HookedNAR",
+        setup=setup,
+        evaluation=ev,
+        analysis=result.analysis,
+        sweep=result.sweep,
+        images=result.images,
+        commands=[f"{PROG} train-sae " + " ".join(argv)],
+    )
+    summary = {"algorithm": args.algorithm, **result.summary()}
+    write_text_atomic(out / "results.json", json.dumps(_jsonable(summary), indent=1))
+    say(f"wrote {out / 'report.md'}")
+    return 0
