@@ -17,7 +17,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hooked_nar.study import DEFAULTS, PROG, QUICK, UsageError, print_summary, run_study
+from hooked_nar.study import (
+    DEFAULTS,
+    PROG,
+    QUICK,
+    SAE_DEFAULTS,
+    SAE_QUICK,
+    UsageError,
+    print_summary,
+    run_study,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,11 +73,19 @@ def _validate_study(args: argparse.Namespace) -> None:
             f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: "
             f"{', '.join(ALGORITHMS)}"
         )
-    preset = QUICK if args.quick else DEFAULTS
+    preset = {**QUICK, **SAE_QUICK} if args.quick else {**DEFAULTS, **SAE_DEFAULTS}
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for key, low in (("num_graphs", 1), ("num_nodes", 1), ("seed", 0), ("batch_size", 1)):
+    checked = (
+        "num_graphs",
+        "num_nodes",
+        "batch_size",
+        "sae_graphs",
+        "sae_steps",
+        "sae_eval_graphs",
+    )
+    for key, low in [("seed", 0)] + [(k, 1) for k in checked]:
         if getattr(args, key) < low:
             flag = "--" + key.replace("_", "-")
             raise UsageError(f"{flag} must be >= {low}, got {getattr(args, key)}")
@@ -84,6 +101,15 @@ def _validate_study(args: argparse.Namespace) -> None:
         path, ck_alg = _checkpoint(args.algorithm)
         if ck_alg == args.algorithm:
             args.checkpoint_path, args.checkpoint_source = path, "shipped"
+    args.sae_model = None
+    if args.sae is not None:
+        if args.checkpoint_path is None:
+            raise UsageError(f"--sae needs a checkpoint of {args.algorithm} to run in")
+        from hooked_nar.model import HookedNAR
+        from sae.cli import load_sae_checked
+
+        model = HookedNAR.from_pretrained(args.checkpoint_path)
+        args.sae_model = load_sae_checked(args.sae, model)
     from hooked_nar.data.generators import GENERATORS
 
     if args.generator not in GENERATORS:
@@ -205,6 +231,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--batch-size", type=int, default=32, help="graphs per evaluation batch (default: 32)"
+    )
+    s.add_argument(
+        "--sae",
+        metavar="DIR",
+        default=None,
+        help="a SAELens SAE directory trained on this checkpoint's hook_node_out, used "
+        "instead of training one (default: train one through SAELens)",
+    )
+    s.add_argument(
+        "--sae-steps",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help=f"SAE optimiser steps (default: {SAE_DEFAULTS['sae_steps']}; "
+        f"--quick: {SAE_QUICK['sae_steps']})",
+    )
+    s.add_argument(
+        "--sae-graphs",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"graphs whose activations train the SAE (default: "
+        f"{SAE_DEFAULTS['sae_graphs']}; --quick: {SAE_QUICK['sae_graphs']})",
+    )
+    s.add_argument(
+        "--sae-eval-graphs",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"of the study's graphs, how many the SAE is evaluated and analysed on "
+        f"(default: {SAE_DEFAULTS['sae_eval_graphs']}; --quick: "
+        f"{SAE_QUICK['sae_eval_graphs']})",
     )
     s.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"

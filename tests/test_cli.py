@@ -12,6 +12,9 @@ import pytest
 from hooked_nar import cli
 from hooked_nar.data import CLRSDataset, data_to_trajectory
 from hooked_nar.model.checkpoint import shipped_checkpoints
+from hooked_nar.study import STAGES as STAGE_FUNCTIONS
+
+STAGES = [f.__name__.removeprefix("stage_") for f in STAGE_FUNCTIONS]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,14 +47,64 @@ def bfs_study(tmp_path_factory):
 def test_study_writes_report_results_and_figures(bfs_study):
     out, res = bfs_study
     report = (out / "report.md").read_text()
-    assert res["complete"] and res["stages"] == ["data", "model"]
-    figures = {**res["data"]["figures"], **res["model"]["figures"]}
-    assert set(figures) == {"trajectory", "prediction"}
-    for name in figures.values():
+    assert res["complete"] and res["stages"] == STAGES
+    figures = [*res["data"]["figures"].values(), *res["model"]["figures"].values()]
+    assert len(figures) == 2
+    figures += [name for name in (out).iterdir() if name.name.startswith(("auroc", "feature_"))]
+    assert len(figures) == 2 + 1 + 3  # AUROC heatmap, one feature figure per BFS concept
+    for name in figures:
+        name = getattr(name, "name", name)
         _assert_png(out / name)
         assert f"]({name})" in report  # embedded by relative path
-    assert "## 1. Data" in report and "## 2. Model" in report
+    assert "## 1. Data" in report and "## 2. Model" in report and "## 3. SAE" in report
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
+    from sae_lens import SAE
+
+    from sae import ActivationStore, reconstruction
+    from sae.concepts import best_features, feature_concept_scores
+    from sae.evaluate import encode_rows
+
+    out, res = bfs_study
+    sae = SAE.load_from_disk(out / "sae")
+    assert sae.cfg.metadata.hook_name == "hook_node_out" and sae.cfg.d_in == 128
+    ds = CLRSDataset("bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0,
+                     progress=False)
+    from hooked_nar.model import HookedNAR
+
+    keep = sorted(set(range(cli.SAE_QUICK["sae_eval_graphs"])) | {res["data"]["example_graph"]})
+    store = ActivationStore.from_model(HookedNAR.from_pretrained("bfs"), ds[keep], progress=False)
+    rec = reconstruction(sae, store.rows())
+    reported = res["sae"]["evaluation"]["reconstruction"]
+    assert rec["explained_variance"] == pytest.approx(reported["explained_variance"], abs=1e-5)
+    rows, _, labels = store.for_analysis()
+    best = best_features(feature_concept_scores(encode_rows(sae, rows)[0], labels))
+    for concept, b in res["sae"]["best"].items():
+        assert best[concept]["feature"] == b["feature"]
+
+
+def test_train_sae_and_collect_subcommands(tmp_path, capsys):
+    argv = ["train-sae", "--algorithm", "bfs", "--steps", "50", "--num-graphs", "8",
+            "--eval-graphs", "4", "--output", str(tmp_path / "sae")]
+    assert _run(argv) == 0
+    res = json.loads((tmp_path / "sae" / "results.json").read_text())
+    assert set(res["best"]) == {"is_source", "is_visited", "is_frontier"}
+    assert (tmp_path / "sae" / "sae" / "cfg.json").is_file()
+    # the saved SAE is accepted by study's --sae check and refused for another algorithm
+    bad = ["study", "--algorithm", "dijkstra", "--sae", str(tmp_path / "sae" / "sae"),
+           "--output", str(tmp_path / "x")]
+    capsys.readouterr()
+    assert _run(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sae" in err[0]
+    assert _run(["collect", "--checkpoint", "bfs", "--num-graphs", "3", "--output",
+                 str(tmp_path / "acts")]) == 0
+    from sae import ActivationStore
+
+    store = ActivationStore.load(tmp_path / "acts")
+    assert len(store) > 0 and store.hooks == ["hook_node_out"]
 
 
 def test_study_data_statistics_are_the_datasets(bfs_study):
@@ -137,7 +190,9 @@ def test_study_without_checkpoint_writes_data_section(tmp_path):
 def test_python_m_help():
     r = subprocess.run([sys.executable, "-m", "hooked_nar", "--help"], capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 0 and "study" in r.stdout and "evaluate" in r.stdout
+    assert r.returncode == 0
+    for command in ("study", "train", "evaluate", "collect", "train-sae"):
+        assert command in r.stdout
     r = subprocess.run([sys.executable, "-m", "hooked_nar", "study", "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
