@@ -86,7 +86,7 @@ def _validate_study(args: argparse.Namespace) -> None:
         "sae_eval_graphs",
     )
     for key, low in [("seed", 0)] + [(k, 1) for k in checked]:
-        if getattr(args, key) < low:
+        if getattr(args, key) is not None and getattr(args, key) < low:
             flag = "--" + key.replace("_", "-")
             raise UsageError(f"{flag} must be >= {low}, got {getattr(args, key)}")
     args.checkpoint_path, args.checkpoint_source = None, None
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="STEPS",
-        help=f"SAE optimiser steps (default: {SAE_DEFAULTS['sae_steps']}; "
+        help="SAE optimiser steps (default: the algorithm's recipe, sae.pipeline.RECIPES; "
         f"--quick: {SAE_QUICK['sae_steps']})",
     )
     s.add_argument(

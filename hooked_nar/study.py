@@ -46,9 +46,10 @@ DEFAULTS = {"num_graphs": 256, "num_nodes": 16}
 #: Graphs run through ``run_with_cache`` in the model stage.
 CACHE_GRAPHS = 4
 #: SAE stage with ``--quick`` and without: training graphs (training sizes), optimiser
-#: steps, and held-out graphs (the first ones of the study's dataset, plus the example).
+#: steps (None: the algorithm's recipe, :data:`sae.pipeline.RECIPES`), and held-out graphs
+#: (the first ones of the study's dataset, plus the example).
 SAE_QUICK = {"sae_graphs": 32, "sae_steps": 150, "sae_eval_graphs": 8}
-SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": 1000, "sae_eval_graphs": 64}
+SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
 
 
 class UsageError(Exception):
@@ -518,8 +519,9 @@ def stage_sae(ctx: StudyContext) -> Section:
     ctx.sae = result
     ev, an = result.evaluation, result.analysis
     rec, rr = ev["reconstruction"], ev["downstream"]["recovered"]
+    steps = result.sae.cfg.metadata.training_steps
     source = (f"given (`{a.sae}`)" if a.sae_model is not None else
-              f"trained through SAELens's `SAETrainer` for {a.sae_steps} steps on "
+              f"trained through SAELens's `SAETrainer` for {steps} steps on "
               f"{len(result.store)} valid rows of {a.sae_graphs} graphs (n in {TRAIN_SIZES})")
     md = [
         f"SAE {result.config} at `hook_node_out`, every processor step: {source}; saved to "

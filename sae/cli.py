@@ -193,9 +193,14 @@ def train_sae_parser() -> argparse.ArgumentParser:
         help="SAELens normalize_activations (default: recipe)",
     )
     p.add_argument(
-        "--steps", type=int, default=1000, help="optimiser steps per SAE (default: 1000)"
+        "--steps",
+        type=int,
+        default=None,
+        help="optimiser steps per SAE (default: the recipe's, else 1000)",
     )
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (default: 3e-3)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: the recipe's, else 3e-3)"
+    )
     p.add_argument("--batch-size", type=int, default=512, help="rows per step (default: 512)")
     p.add_argument("--num-graphs", type=int, default=512, help="training graphs (default: 512)")
     p.add_argument("--eval-graphs", type=int, default=64, help="held-out graphs (default: 64)")
@@ -256,7 +261,7 @@ def _train_sae(args, argv: list[str]) -> int:
             f"--architecture {recipe['architecture']!r}; valid: {', '.join(ARCHITECTURES)}"
         )
     for flag, value in (
-        ("--steps", args.steps),
+        ("--steps", 1 if args.steps is None else args.steps),
         ("--num-graphs", args.num_graphs),
         ("--eval-graphs", args.eval_graphs),
         ("--batch-size", args.batch_size),
@@ -321,8 +326,8 @@ def _train_sae(args, argv: list[str]) -> int:
         "given"
         if sae is not None
         else (
-            f"{result.config}, {args.steps} steps x {args.batch_size} rows, lr {args.lr}, SAELens "
-            "SAETrainer"
+            f"{result.config}, {result.sae.cfg.metadata.training_steps} steps x "
+            f"{args.batch_size} rows, SAELens SAETrainer"
         )
     )
     setup = {

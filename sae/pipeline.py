@@ -16,15 +16,18 @@ from typing import Any
 
 __all__ = ["DEFAULT_RECIPE", "RECIPES", "SAEStudy", "pick_graph", "recipe_for", "sae_study"]
 
-#: The single SAE ``study`` trains per algorithm, from the sweeps of examples/train_sae.py
-#: (architecture, d_sae, k, SAELens options); :data:`DEFAULT_RECIPE` for the others.
+#: The single SAE ``study`` trains per algorithm: the choice of the short sweep
+#: (``train-sae --sweep``, :data:`sae.sweep.DEFAULT_GRID`) on the shipped checkpoint. Keys
+#: are :func:`sae.train_sae` arguments (``steps`` and ``lr`` included); the rest go to the
+#: SAELens config. :data:`DEFAULT_RECIPE` serves the other algorithms.
+_MATRYOSHKA = {"architecture": "matryoshka", "d_sae": 128, "k": 15, "steps": 2000}
 RECIPES: dict[str, dict[str, Any]] = {
-    "bfs": {"architecture": "topk", "d_sae": 256, "k": 8},
-    "dijkstra": {"architecture": "topk", "d_sae": 512, "k": 16},
-    "mst_prim": {"architecture": "topk", "d_sae": 512, "k": 16},
-    "dfs": {"architecture": "topk", "d_sae": 512, "k": 16, "normalize_activations": "layer_norm"},
+    "bfs": {**_MATRYOSHKA, "matryoshka_widths": [16, 128]},
+    "dijkstra": {**_MATRYOSHKA, "matryoshka_widths": [16, 128]},
+    "mst_prim": {**_MATRYOSHKA, "matryoshka_widths": [32, 128]},
+    "dfs": {**_MATRYOSHKA, "matryoshka_widths": [32, 128]},
 }
-DEFAULT_RECIPE: dict[str, Any] = {"architecture": "topk", "d_sae": 512, "k": 16}
+DEFAULT_RECIPE: dict[str, Any] = {**_MATRYOSHKA, "matryoshka_widths": [32, 128]}
 
 
 def recipe_for(algorithm: str) -> dict[str, Any]:
@@ -84,8 +87,8 @@ def sae_study(
     sae=None,
     sweep: bool = False,
     recipe: dict[str, Any] | None = None,
-    steps: int = 1000,
-    lr: float = 3e-3,
+    steps: int | None = None,
+    lr: float | None = None,
     batch_size: int = 512,
     seed: int = 0,
     model_name: str | None = None,
@@ -98,7 +101,8 @@ def sae_study(
 
     ``train_data`` / ``eval_data``: CLRSDatasets (``train_data`` unused when ``sae`` is
     given). ``sweep=True`` runs :func:`sae.run_sweep`'s grid and keeps its choice, else one
-    SAE of ``recipe`` (default :func:`recipe_for` the model's algorithm). Writes the SAE to
+    SAE of ``recipe`` (default :func:`recipe_for` the model's algorithm). ``steps`` / ``lr``
+    override the recipe's (default 1000 steps at 3e-3). Writes the SAE to
     ``out/sae`` (a SAELens directory) and the PNGs (AUROC heatmap; every boolean concept's
     best feature on held-out graph ``graph``, default :func:`pick_graph`) into ``out``.
     """
@@ -125,8 +129,8 @@ def sae_study(
                 model,
                 eval_data,
                 DEFAULT_GRID,
-                steps=steps,
-                lr=lr,
+                steps=steps or 1000,
+                lr=lr or 3e-3,
                 batch_size=batch_size,
                 seed=seed,
                 eval_store=eval_store,
@@ -137,14 +141,14 @@ def sae_study(
         else:
             r = recipe_for(algorithm) if recipe is None else dict(recipe)
             arch, d_sae, k = r.pop("architecture"), r.pop("d_sae"), r.pop("k")
-            log(f"training a {arch} SAE (d_sae={d_sae}, k={k}) for {steps} steps")
+            r["steps"] = steps or r.get("steps", 1000)
+            r["lr"] = lr or r.get("lr", 3e-3)
+            log(f"training a {arch} SAE (d_sae={d_sae}, k={k}) for {r['steps']} steps")
             sae = train_sae(
                 store,
                 arch,
                 d_sae=d_sae,
                 k=k,
-                steps=steps,
-                lr=lr,
                 batch_size=batch_size,
                 seed=seed,
                 progress=progress,
