@@ -15,14 +15,13 @@ concept one graph is drawn step by step: truth, clean model, steered model, and 
 site pushed by a random direction of the same norm. Writes ``report.md``, ``results.json``
 and PNGs to ``runs/steering/<algorithm>``.
 
-``--sae PATH`` opens a saved SAELens SAE; without it one is trained first, as in
-``examples/feature_ablation.py``.
+``--sae PATH`` opens a saved SAELens SAE; without it the algorithm's recipe SAE
+(``sae.pipeline.RECIPES``) is trained first.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,6 @@ import torch
 
 # run from a checkout without (re)installing: the repository root comes first on the path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(1, str(Path(__file__).resolve().parent))
-
-from feature_ablation import _jsonable, get_sae  # noqa: E402  (the same SAE as there)
 
 
 def _ci(value: float, ci) -> str:
@@ -137,11 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     scales = [float(s) for s in args.scales.split(",")]
 
-    from hooked_nar.atomic import write_text_atomic
+    from hooked_nar.atomic import write_json_atomic, write_text_atomic
     from hooked_nar.concepts import CONCEPTS
     from hooked_nar.data import CLRSDataset
     from hooked_nar.model import HookedNAR
     from patching import CAUSAL_RULE, causal_concept_test, passes_rule
+    from patching.cli import load_or_train_sae
     from patching.plots import dose_response
     from sae import ActivationStore
 
@@ -151,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
 
     model = HookedNAR.from_pretrained(args.algorithm, algorithm=args.algorithm)
-    sae, sae_text = get_sae(args, model, out, say)
+    sae, sae_text = load_or_train_sae(args.sae, model, out, args.seed, say)
     sizes = (args.nodes,)
     store_data = CLRSDataset(
         args.algorithm, args.store_graphs, sizes=sizes, seed=20_000 + args.seed, progress=False
@@ -292,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "examples": examples,
     }
-    (out / "results.json").write_text(json.dumps(_jsonable(summary), indent=1))
+    write_json_atomic(out / "results.json", summary)
     say(f"wrote {out / 'report.md'}")
     return summary
 

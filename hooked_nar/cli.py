@@ -1,9 +1,12 @@
-"""The ``hooked-nar`` command line: ``study``, ``train`` and ``evaluate``.
+"""The ``hooked-nar`` command line (also ``python -m hooked_nar``).
 
-    hooked-nar study --algorithm bfs                 # data, model, cache -> runs/bfs/report.md
-    hooked-nar study --algorithm bridges --quick     # a few small graphs, well under a minute
-    hooked-nar train --algorithm bfs --out ckpt/bfs  # forwarded to hooked_nar.train
-    hooked-nar evaluate --checkpoint bfs             # forwarded to hooked_nar.evaluate
+    hooked-nar study --algorithm bfs                 # the whole study -> runs/bfs/report.md
+    hooked-nar study --algorithm bfs --quick         # a few small graphs, under a minute
+    hooked-nar train --algorithm bfs --out ckpt/bfs  # -> hooked_nar.train
+    hooked-nar evaluate --checkpoint bfs             # -> hooked_nar.evaluate
+    hooked-nar collect --checkpoint bfs -o acts/bfs  # -> sae.cli (an ActivationStore)
+    hooked-nar train-sae --algorithm bfs             # -> sae.cli (SAE + concept features)
+    hooked-nar patch --algorithm bfs --sae DIR       # -> patching.cli (causal tests)
 
 This module holds the argument parsing, the checks of every argument (one-line errors,
 exit code 2, before any long work) and the dispatch to the subcommands; the ``study``
@@ -18,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 from hooked_nar.study import (
+    CAUSAL_DEFAULTS,
+    CAUSAL_QUICK,
     DEFAULTS,
     PROG,
     QUICK,
@@ -73,7 +78,10 @@ def _validate_study(args: argparse.Namespace) -> None:
             f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: "
             f"{', '.join(ALGORITHMS)}"
         )
-    preset = {**QUICK, **SAE_QUICK} if args.quick else {**DEFAULTS, **SAE_DEFAULTS}
+    if args.quick:
+        preset = {**QUICK, **SAE_QUICK, **CAUSAL_QUICK}
+    else:
+        preset = {**DEFAULTS, **SAE_DEFAULTS, **CAUSAL_DEFAULTS}
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -84,6 +92,8 @@ def _validate_study(args: argparse.Namespace) -> None:
         "sae_graphs",
         "sae_steps",
         "sae_eval_graphs",
+        "causal_graphs",
+        "num_controls",
     )
     for key, low in [("seed", 0)] + [(k, 1) for k in checked]:
         if getattr(args, key) is not None and getattr(args, key) < low:
@@ -158,6 +168,11 @@ FORWARDED = {
         "train an SAE through SAELens, evaluate it and find concept features "
         "(see `hooked-nar train-sae --help`)",
     ),
+    "patch": (
+        "patching.cli:patch_main",
+        "causal tests of concept features: ablation and steering beside controls "
+        "(see `hooked-nar patch --help`)",
+    ),
 }
 
 
@@ -170,13 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser(
         "study",
-        help="generate data, evaluate a checkpoint, inspect its cache; write a report",
+        help="the whole concept study: data, model, SAE, concept features, causal tests",
         description=(
             "Study one CLRS algorithm end to end. Stages: data (generate graphs, dataset "
-            "statistics, a trajectory figure) and model (evaluate the checkpoint, describe the "
-            "run_with_cache activations, a prediction-vs-truth figure; skipped when no "
-            "checkpoint exists). Writes OUTPUT/report.md, OUTPUT/results.json and PNG figures, "
-            "each atomically."
+            "statistics, a trajectory figure); model (evaluate the checkpoint, describe the "
+            "run_with_cache activations, a prediction-vs-truth figure); sae (train an SAE on "
+            "hook_node_out through SAELens, evaluate it, find the feature of every concept, "
+            "beside linear probes); causal (ablate and steer every concept feature beside "
+            "frequency-matched features and random directions). The last three need a "
+            "checkpoint (shipped for bfs, dfs, dijkstra, mst_prim, bellman_ford). Writes "
+            "OUTPUT/report.md, OUTPUT/results.json, the SAE (OUTPUT/sae) and PNG figures, each "
+            "atomically, after every stage."
         ),
     )
     s.add_argument(
@@ -263,6 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"of the study's graphs, how many the SAE is evaluated and analysed on "
         f"(default: {SAE_DEFAULTS['sae_eval_graphs']}; --quick: "
         f"{SAE_QUICK['sae_eval_graphs']})",
+    )
+    s.add_argument(
+        "--causal-graphs",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"fresh graphs the concept features are ablated and steered on (default: "
+        f"{CAUSAL_DEFAULTS['causal_graphs']}; --quick: {CAUSAL_QUICK['causal_graphs']})",
+    )
+    s.add_argument(
+        "--num-controls",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"frequency-matched features and random directions per causal test (default: "
+        f"{CAUSAL_DEFAULTS['num_controls']}; --quick: {CAUSAL_QUICK['num_controls']})",
     )
     s.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"

@@ -22,8 +22,13 @@ from hooked_nar.model.fields import Field, row_graph
 from hooked_nar.model.hooked_nar import hint_step_mask
 from hooked_nar.model.typed_fields import decode
 
-METRIC_NAMES = {"pointer": "node_accuracy", "mask_one": "accuracy", "mask": "f1",
-                "categorical": "accuracy", "scalar": "mse"}
+METRIC_NAMES = {
+    "pointer": "node_accuracy",
+    "mask_one": "accuracy",
+    "mask": "f1",
+    "categorical": "accuracy",
+    "scalar": "mse",
+}
 
 
 class _Tally:
@@ -146,8 +151,12 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
 
 
 #: Out-of-distribution test splits of the README's accuracy table: (generator, nodes).
-OOD_SPLITS = {"ER n=64": ("er", 64), "ER n=160": ("er", 160), "WS n=64": ("ws", 64),
-              "Delaunay n=64": ("delaunay", 64)}
+OOD_SPLITS = {
+    "ER n=64": ("er", 64),
+    "ER n=160": ("er", 160),
+    "WS n=64": ("ws", 64),
+    "Delaunay n=64": ("delaunay", 64),
+}
 
 
 def evaluate_ood(model, num_graphs: int = 32, seed: int = 1234, progress: bool = False) -> dict:
@@ -156,8 +165,14 @@ def evaluate_ood(model, num_graphs: int = 32, seed: int = 1234, progress: bool =
 
     out = {}
     for name, (generator, n) in OOD_SPLITS.items():
-        data = CLRSDataset(model.cfg.algorithm, num_graphs, generator=generator, sizes=(n,),
-                           seed=seed + n, progress=progress)
+        data = CLRSDataset(
+            model.cfg.algorithm,
+            num_graphs,
+            generator=generator,
+            sizes=(n,),
+            seed=seed + n,
+            progress=progress,
+        )
         out[name] = evaluate(model, data, batch_size=4 if n > 100 else 8, progress=progress)
     return out
 
@@ -172,8 +187,10 @@ def ood_table(checkpoints: list[str], num_graphs: int, seed: int) -> str:
         model = HookedNAR.from_pretrained(name)
         res = evaluate_ood(model, num_graphs, seed, progress=True)
         for field in model.output_fields:
-            cells = [f"{r['outputs'][field.name]['value']:.1%} / {r['graph_accuracy']:.1%}"
-                     for r in res.values()]
+            cells = [
+                f"{r['outputs'][field.name]['value']:.1%} / {r['graph_accuracy']:.1%}"
+                for r in res.values()
+            ]
             lines.append(f"| {name} | {field.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -184,10 +201,16 @@ def main(argv: list[str] | None = None) -> None:
     from hooked_nar.model.checkpoint import shipped_checkpoints
 
     p = argparse.ArgumentParser(description="Evaluate HookedNAR checkpoints with CLRS metrics.")
-    p.add_argument("--checkpoint", action="append",
-                   help="shipped name (bfs, ...) or directory; repeatable (default with --table: all shipped)")
-    p.add_argument("--table", action="store_true",
-                   help="print the README's out-of-distribution table (node / whole-graph accuracy)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        help="shipped name (bfs, ...) or directory; repeatable (default with --table: all shipped)",
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="print the README's out-of-distribution table (node / whole-graph accuracy)",
+    )
     p.add_argument("--generator", default="er", help="graph generator: er, ws, delaunay, ...")
     p.add_argument("--num-nodes", type=int, default=64)
     p.add_argument("--num-graphs", type=int, default=32)
@@ -201,9 +224,16 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--checkpoint is required without --table")
     for name in args.checkpoint:
         model = HookedNAR.from_pretrained(name)
-        data = CLRSDataset(model.cfg.algorithm, args.num_graphs, generator=args.generator,
-                           sizes=(args.num_nodes,), seed=args.seed + args.num_nodes)
-        print(json.dumps(evaluate(model, data, batch_size=args.batch_size, progress=True), indent=2))
+        data = CLRSDataset(
+            model.cfg.algorithm,
+            args.num_graphs,
+            generator=args.generator,
+            sizes=(args.num_nodes,),
+            seed=args.seed + args.num_nodes,
+        )
+        print(
+            json.dumps(evaluate(model, data, batch_size=args.batch_size, progress=True), indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -150,7 +150,9 @@ def _panels(x: Any, name: str, n: int) -> np.ndarray | None:
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != n:
-        raise ValueError(f"{name} must have shape [panels, {n}] or [rows, panels, {n}], got {x.shape}")
+        raise ValueError(
+            f"{name} must have shape [panels, {n}] or [rows, panels, {n}], got {x.shape}"
+        )
     return x
 
 
@@ -257,15 +259,18 @@ def draw_graph_panels(
     if kind == "scalar":
         finite = vals[np.isfinite(vals)]
         lo = float(finite.min()) if vmin is None and finite.size else (vmin or 0.0)
-        hi = float(finite.max()) if vmax is None and finite.size else (vmax if vmax is not None else 1.0)
+        hi = (
+            float(finite.max())
+            if vmax is None and finite.size
+            else (vmax if vmax is not None else 1.0)
+        )
         if hi <= lo:
             hi = lo + 1.0
         norm = Normalize(lo, hi)
         cm = colormaps[cmap]
     elif kind == "mask":
         off, on = mask_labels or (f"{value_label} = 0", f"{value_label} = 1")
-        legend += [Patch(fc=_OFF, ec="#777777", label=off),
-                   Patch(fc=_ON, ec="#777777", label=on)]
+        legend += [Patch(fc=_OFF, ec="#777777", label=off), Patch(fc=_ON, ec="#777777", label=on)]
     elif kind == "mask_one":
         legend += [Patch(fc=_ONE, ec="#777777", label=f"{value_label} = 1")]
     elif kind == "categorical":
@@ -275,8 +280,10 @@ def draw_graph_panels(
             raise ValueError(f"class_names has {len(names)} names but values reach class {C - 1}")
         tab = colormaps["tab10"]
         palette = [_DFS_COLOURS.get(nm, tab(c % 10)) for c, nm in enumerate(names)]
-        legend += [Patch(fc=palette[c], ec="#777777", label=f"{value_label} = {nm}")
-                   for c, nm in enumerate(names)]
+        legend += [
+            Patch(fc=palette[c], ec="#777777", label=f"{value_label} = {nm}")
+            for c, nm in enumerate(names)
+        ]
 
     def face(v: np.ndarray) -> list:
         if kind == "pointer" or v is None:
@@ -297,17 +304,25 @@ def draw_graph_panels(
     label_w = 0.5 if row_labels is not None else 0
     plt = _pyplot()
     fig, axes = plt.subplots(
-        grid_rows, grid_cols, squeeze=False,
-        figsize=(max(grid_cols * panel_size + extra_w + label_w, 6.0),
-                 grid_rows * panel_size + 0.5 + 0.4 * has_legend + 0.3 * bool(title)),
+        grid_rows,
+        grid_cols,
+        squeeze=False,
+        figsize=(
+            max(grid_cols * panel_size + extra_w + label_w, 6.0),
+            grid_rows * panel_size + 0.5 + 0.4 * has_legend + 0.3 * bool(title),
+        ),
         layout="constrained",
     )
     import networkx as nx
 
     edge_kw: dict[str, Any] = {"edge_color": _EDGE, "width": 0.9, "node_size": node_size}
     if directed:
-        edge_kw |= {"arrows": True, "arrowstyle": "-|>", "arrowsize": 7,
-                    "connectionstyle": "arc3,rad=0.12"}
+        edge_kw |= {
+            "arrows": True,
+            "arrowstyle": "-|>",
+            "arrowsize": 7,
+            "connectionstyle": "arc3,rad=0.12",
+        }
     else:
         edge_kw["arrows"] = False
     pos_d = {i: pos[i] for i in range(n)}
@@ -315,30 +330,47 @@ def draw_graph_panels(
         ax.set_axis_off()
     for r in range(R):
         for p in range(P):
-            gr, gc = (divmod(p, grid_cols) if wrap else (r, p))
+            gr, gc = divmod(p, grid_cols) if wrap else (r, p)
             ax = axes[gr, gc]
             v = vals[r, p] if vals is not None else None
             colours = face(v)
             nx.draw_networkx_edges(G, pos_d, ax=ax, **edge_kw)
             if ptrs is not None:
-                arcs = [(int(ptrs[r, p, i]), i) for i in range(n)
-                        if 0 <= int(ptrs[r, p, i]) < n and int(ptrs[r, p, i]) != i]
+                arcs = [
+                    (int(ptrs[r, p, i]), i)
+                    for i in range(n)
+                    if 0 <= int(ptrs[r, p, i]) < n and int(ptrs[r, p, i]) != i
+                ]
                 if arcs:
                     nx.draw_networkx_edges(
-                        nx.DiGraph(arcs), pos_d, edgelist=arcs, ax=ax, edge_color=_POINTER,
-                        width=2.0, arrows=True, arrowstyle="-|>", arrowsize=11,
+                        nx.DiGraph(arcs),
+                        pos_d,
+                        edgelist=arcs,
+                        ax=ax,
+                        edge_color=_POINTER,
+                        width=2.0,
+                        arrows=True,
+                        arrowstyle="-|>",
+                        arrowsize=11,
                         node_size=node_size,
                         connectionstyle=edge_kw.get("connectionstyle", "arc3"),
                     )
             bad = outl[r, p].astype(bool) if outl is not None else np.zeros(n, bool)
             edgecolors = [_MISTAKE if bad[i] else "#555555" for i in range(n)]
             widths = [2.8 if bad[i] else 0.8 for i in range(n)]
-            for shape, nodes in (("o", [i for i in range(n) if i != source]),
-                                 ("s", [] if source is None else [int(source)])):
+            for shape, nodes in (
+                ("o", [i for i in range(n) if i != source]),
+                ("s", [] if source is None else [int(source)]),
+            ):
                 if not nodes:
                     continue
                 nx.draw_networkx_nodes(
-                    G, pos_d, nodelist=nodes, ax=ax, node_shape=shape, node_size=node_size,
+                    G,
+                    pos_d,
+                    nodelist=nodes,
+                    ax=ax,
+                    node_shape=shape,
+                    node_size=node_size,
                     node_color=[colours[i] for i in nodes],
                     edgecolors=[edgecolors[i] for i in nodes],
                     linewidths=[widths[i] for i in nodes],
@@ -346,31 +378,70 @@ def draw_graph_panels(
             if show_labels:
                 for i in range(n):
                     dark = _luminance(colours[i]) < 0.5
-                    ax.text(*pos[i], str(i), ha="center", va="center",
-                            fontsize=7 if n <= 16 else 6, color="white" if dark else "black")
+                    ax.text(
+                        *pos[i],
+                        str(i),
+                        ha="center",
+                        va="center",
+                        fontsize=7 if n <= 16 else 6,
+                        color="white" if dark else "black",
+                    )
             if titles is not None and (wrap or r == 0):
                 ax.set_title(titles[p], fontsize=10)
             if row_labels is not None and gc == 0:
-                ax.text(-0.08, 0.5, row_labels[r], transform=ax.transAxes, rotation=90,
-                        ha="right", va="center", fontsize=11, fontweight="bold")
+                ax.text(
+                    -0.08,
+                    0.5,
+                    row_labels[r],
+                    transform=ax.transAxes,
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                    fontsize=11,
+                    fontweight="bold",
+                )
             ax.margins(0.08)
 
     if source is not None:
-        legend.append(Line2D([], [], marker="s", ls="", mfc="white", mec="#555555", ms=9,
-                             label="source"))
+        legend.append(
+            Line2D([], [], marker="s", ls="", mfc="white", mec="#555555", ms=9, label="source")
+        )
     if ptrs is not None:
-        legend.append(Line2D([], [], color=_POINTER, lw=2, label=f"{pointer_label} (parent → child)"))
+        legend.append(
+            Line2D([], [], color=_POINTER, lw=2, label=f"{pointer_label} (parent → child)")
+        )
     if outl is not None:
-        legend.append(Line2D([], [], marker="o", ls="", mfc="white", mec=_MISTAKE, mew=2.5,
-                             ms=9, label=f"{outline_label} ({int(outl.sum())} shown)"))
+        legend.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ls="",
+                mfc="white",
+                mec=_MISTAKE,
+                mew=2.5,
+                ms=9,
+                label=f"{outline_label} ({int(outl.sum())} shown)",
+            )
+        )
     if kind == "scalar":
         from matplotlib.cm import ScalarMappable
 
-        fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=axes, shrink=0.8,
-                     label=value_label, location="right")
+        fig.colorbar(
+            ScalarMappable(norm=norm, cmap=cm),
+            ax=axes,
+            shrink=0.8,
+            label=value_label,
+            location="right",
+        )
     if legend:
-        fig.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 6),
-                   fontsize=8, frameon=False)
+        fig.legend(
+            handles=legend,
+            loc="outside lower center",
+            ncols=min(len(legend), 6),
+            fontsize=8,
+            frameon=False,
+        )
     if title:
         fig.suptitle(title, fontsize=11)
     return save_figure(fig, path, dpi=dpi)
@@ -394,7 +465,9 @@ def _class_names(algorithm: str, hint: str, num_classes: int) -> list[str]:
     from hooked_nar.concepts import CLASS_NAMES
 
     names = CLASS_NAMES.get((algorithm, hint), CLASS_NAMES.get(("*", hint)))
-    return list(names) if names and len(names) == num_classes else [str(c) for c in range(num_classes)]
+    return (
+        list(names) if names and len(names) == num_classes else [str(c) for c in range(num_classes)]
+    )
 
 
 def draw_trajectory(
@@ -424,7 +497,9 @@ def draw_trajectory(
     alg = traj.algorithm
     node_hints = [k for k, fs in SPECS[alg].items() if fs.stage == "hint" and fs.location == "node"]
     if hint not in node_hints:
-        raise ValueError(f"hint={hint!r} is not a node hint of {alg}; node hints: {', '.join(node_hints)}")
+        raise ValueError(
+            f"hint={hint!r} is not a node hint of {alg}; node hints: {', '.join(node_hints)}"
+        )
     fs = SPECS[alg][hint]
     chosen = _select_steps(traj.length, steps, max_panels)
     x = np.asarray(traj.hints[hint])[chosen]  # [P, n(, C)]
@@ -439,8 +514,10 @@ def draw_trajectory(
         pointer_label = hint
     else:
         if pointer == "auto":
-            pointer = next((p for p in ("pi_h", "pi") if p in node_hints
-                            and SPECS[alg][p].type == "pointer"), None)
+            pointer = next(
+                (p for p in ("pi_h", "pi") if p in node_hints and SPECS[alg][p].type == "pointer"),
+                None,
+            )
         if pointer is not None:
             if pointer not in node_hints or SPECS[alg][pointer].type != "pointer":
                 raise ValueError(f"pointer={pointer!r} is not a node pointer hint of {alg}")
@@ -453,10 +530,20 @@ def draw_trajectory(
     if title is None:
         title = f"{alg}: {hint} per hint step (n = {traj.num_nodes}, T = {traj.length})"
     return draw_graph_panels(
-        A, x, path, kind=kind, titles=[f"t = {t}" for t in chosen], title=title,
-        source=source, pointers=ptrs, directed=GRAPH_CONVENTIONS[alg].directed,
-        class_names=class_names, value_label=hint, pointer_label=pointer_label,
-        layout=layout, layout_seed=layout_seed,
+        A,
+        x,
+        path,
+        kind=kind,
+        titles=[f"t = {t}" for t in chosen],
+        title=title,
+        source=source,
+        pointers=ptrs,
+        directed=GRAPH_CONVENTIONS[alg].directed,
+        class_names=class_names,
+        value_label=hint,
+        pointer_label=pointer_label,
+        layout=layout,
+        layout_seed=layout_seed,
     )
 
 
@@ -490,8 +577,9 @@ def draw_prediction_vs_truth(
     """
     truth, pred = _np(true_values), _np(predicted_values)
     if truth.shape != pred.shape or truth.ndim != 2:
-        raise ValueError(f"true_values {truth.shape} and predicted_values {pred.shape} "
-                         "must both be [S, n]")
+        raise ValueError(
+            f"true_values {truth.shape} and predicted_values {pred.shape} must both be [S, n]"
+        )
     S = truth.shape[0]
     chosen = _select_steps(S, None, max_panels)
     if step_labels is None:
@@ -505,9 +593,20 @@ def draw_prediction_vs_truth(
     vals = np.stack([truth[chosen], pred[chosen]]).astype(float)
     outl = None if wrong is None else np.stack([np.zeros_like(wrong[chosen]), wrong[chosen]])
     return draw_graph_panels(
-        A, vals, path, kind=kind, titles=[step_labels[s] for s in chosen],
-        row_labels=["truth", "model"], title=title, source=source, outlines=outl,
-        directed=directed, value_label=value_label, mask_labels=mask_labels,
-        class_names=class_names, layout=layout,
-        layout_seed=layout_seed, outline_label="wrong prediction",
+        A,
+        vals,
+        path,
+        kind=kind,
+        titles=[step_labels[s] for s in chosen],
+        row_labels=["truth", "model"],
+        title=title,
+        source=source,
+        outlines=outl,
+        directed=directed,
+        value_label=value_label,
+        mask_labels=mask_labels,
+        class_names=class_names,
+        layout=layout,
+        layout_seed=layout_seed,
+        outline_label="wrong prediction",
     )

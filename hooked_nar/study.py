@@ -16,8 +16,6 @@ The settings come from :mod:`hooked_nar.cli`, which validates them first: an
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import shlex
 import sys
 import time
@@ -26,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooked_nar.atomic import write_text_atomic
+from hooked_nar.atomic import write_json_atomic, write_text_atomic
 
 #: The command name, in the report's command line and the log lines.
 PROG = "hooked-nar"
@@ -50,24 +48,15 @@ CACHE_GRAPHS = 4
 #: (the first ones of the study's dataset, plus the example).
 SAE_QUICK = {"sae_graphs": 32, "sae_steps": 150, "sae_eval_graphs": 8}
 SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
+#: Causal stage with ``--quick`` and without: test graphs (fresh ones, the study's size),
+#: and matched features / random directions per test.
+CAUSAL_QUICK = {"causal_graphs": 8, "num_controls": 4}
+CAUSAL_DEFAULTS = {"causal_graphs": 64, "num_controls": 8}
 
 
 class UsageError(Exception):
     """A bad setting (e.g. a checkpoint that does not load): the command line reports it as
     one line on stderr with exit code 2."""
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types (numpy / torch scalars -> float/int, NaN/inf -> None)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 # ------------------------------------------------------------------------------- context
@@ -132,7 +121,9 @@ def _minmeanmax(values: list[float]) -> dict:
 def node_hints(algorithm: str) -> dict[str, Any]:
     from hooked_nar.algorithms import SPECS
 
-    return {k: fs for k, fs in SPECS[algorithm].items() if fs.stage == "hint" and fs.location == "node"}
+    return {
+        k: fs for k, fs in SPECS[algorithm].items() if fs.stage == "hint" and fs.location == "node"
+    }
 
 
 def trajectory_hint(algorithm: str) -> str | None:
@@ -188,7 +179,9 @@ def hint_statistics(dataset) -> dict:
             C = parts[0].shape[-1]
             names = CLASS_NAMES.get((alg, name), CLASS_NAMES.get(("*", name))) or range(C)
             entry["entries"] = int(x.numel())
-            entry["class_rates"] = {str(c): float((x == k).float().mean()) for k, c in enumerate(names)}
+            entry["class_rates"] = {
+                str(c): float((x == k).float().mean()) for k, c in enumerate(names)
+            }
         elif fs.type in ("mask", "mask_one"):
             x = torch.cat([p.reshape(-1) for p in parts])
             entry["entries"] = int(x.numel())
@@ -197,7 +190,9 @@ def hint_statistics(dataset) -> dict:
             x = torch.cat([p.reshape(-1) for p in parts])
             entry["entries"] = int(x.numel())
             if fs.location == "node":
-                own = torch.cat([torch.arange(p.shape[0])[:, None].expand_as(p).reshape(-1) for p in parts])
+                own = torch.cat(
+                    [torch.arange(p.shape[0])[:, None].expand_as(p).reshape(-1) for p in parts]
+                )
                 entry["self_pointer_rate"] = float((x == own).float().mean())
         else:
             x = torch.cat([p.reshape(-1).double() for p in parts])
@@ -250,8 +245,14 @@ def stage_data(ctx: StudyContext) -> Section:
 
     a = ctx.args
     ctx.log(f"data: {a.num_graphs} {ctx.algorithm} graphs of {a.num_nodes} nodes ({a.generator})")
-    ds = CLRSDataset(ctx.algorithm, a.num_graphs, generator=a.generator, sizes=(a.num_nodes,),
-                     seed=a.seed, progress=ctx.progress)
+    ds = CLRSDataset(
+        ctx.algorithm,
+        a.num_graphs,
+        generator=a.generator,
+        sizes=(a.num_nodes,),
+        seed=a.seed,
+        progress=ctx.progress,
+    )
     ctx.dataset = ds
     stats = dataset_statistics(ds)
     # The example graph: the longest trajectory (the first one on ties).
@@ -263,20 +264,40 @@ def stage_data(ctx: StudyContext) -> Section:
     figures = {}
     if hint is not None:
         fname = f"trajectory_{hint}.png"
-        draw_trajectory(traj, hint, ctx.out / fname, layout=ctx.layout,
-                        title=f"{ctx.algorithm}: {hint} per hint step, graph {ctx.example} "
-                              f"(n = {traj.num_nodes}, T = {traj.length})")
+        draw_trajectory(
+            traj,
+            hint,
+            ctx.out / fname,
+            layout=ctx.layout,
+            title=f"{ctx.algorithm}: {hint} per hint step, graph {ctx.example} "
+            f"(n = {traj.num_nodes}, T = {traj.length})",
+        )
         figures["trajectory"] = fname
-    results = {"generator": a.generator, "num_nodes_setting": a.num_nodes, "seed": a.seed,
-               **stats, "example_graph": ctx.example, "example_length": traj.length,
-               "trajectory_hint": hint, "figures": figures}
+    results = {
+        "generator": a.generator,
+        "num_nodes_setting": a.num_nodes,
+        "seed": a.seed,
+        **stats,
+        "example_graph": ctx.example,
+        "example_length": traj.length,
+        "trajectory_hint": hint,
+        "figures": figures,
+    }
 
     mm = lambda k: stats[k]  # noqa: E731
-    rows = [[label, mm(k)["min"], f"{mm(k)['mean']:.2f}", mm(k)["max"]] for label, k in (
-        ("nodes", "nodes"), ("edges (edge_index, with self-loops)", "edges"),
-        ("arcs (A ≠ 0, off-diagonal)", "arcs"), ("trajectory length T", "trajectory_length"))]
-    hint_rows = [[f"`{k}`", v["type"], v["location"], v["entries"], _describe_hint(v)]
-                 for k, v in stats["hints"].items()]
+    rows = [
+        [label, mm(k)["min"], f"{mm(k)['mean']:.2f}", mm(k)["max"]]
+        for label, k in (
+            ("nodes", "nodes"),
+            ("edges (edge_index, with self-loops)", "edges"),
+            ("arcs (A ≠ 0, off-diagonal)", "arcs"),
+            ("trajectory length T", "trajectory_length"),
+        )
+    ]
+    hint_rows = [
+        [f"`{k}`", v["type"], v["location"], v["entries"], _describe_hint(v)]
+        for k, v in stats["hints"].items()
+    ]
     hist = ", ".join(f"T={t}: {c}" for t, c in stats["trajectory_length_histogram"].items())
     md = [
         f"{len(ds)} graphs from the `{a.generator}` generator with {a.num_nodes} nodes, "
@@ -292,13 +313,23 @@ def stage_data(ctx: StudyContext) -> Section:
         _table(["hint", "type", "location", "entries", "statistics"], hint_rows),
     ]
     if figures:
-        md += ["", f"Graph {ctx.example} (the longest trajectory), nodes coloured by `{hint}`"
-               + (", the source drawn as a square" if "s" in traj.inputs else "")
-               + (", parent pointers as orange arrows" if "pi_h" in traj.hints else "") + ":",
-               "", f"![{hint} per step]({figures['trajectory']})"]
+        md += [
+            "",
+            f"Graph {ctx.example} (the longest trajectory), nodes coloured by `{hint}`"
+            + (", the source drawn as a square" if "s" in traj.inputs else "")
+            + (", parent pointers as orange arrows" if "pi_h" in traj.hints else "")
+            + ":",
+            "",
+            f"![{hint} per step]({figures['trajectory']})",
+        ]
     T = stats["trajectory_length"]
-    summary = [("data", f"{len(ds)} graphs, n={a.num_nodes} ({a.generator}), "
-                        f"T min/mean/max {T['min']}/{T['mean']:.1f}/{T['max']}")]
+    summary = [
+        (
+            "data",
+            f"{len(ds)} graphs, n={a.num_nodes} ({a.generator}), "
+            f"T min/mean/max {T['min']}/{T['mean']:.1f}/{T['max']}",
+        )
+    ]
     summary += [("figure", f) for f in figures.values()]
     return Section("data", "Data", "\n".join(md), results, summary)
 
@@ -334,15 +365,19 @@ def cache_summary(model, graphs: list) -> dict:
         "processor_steps": cache.num_steps,
         "hook_points_in_model": len(model.hook_dict),
         "cached_activations": len(cache.keys()),
-        "per_step_hooks": {k: {"shape_at_step_0": v["shape"], "num_steps": len(v["steps"])}
-                           for k, v in per_step.items()},
+        "per_step_hooks": {
+            k: {"shape_at_step_0": v["shape"], "num_steps": len(v["steps"])}
+            for k, v in per_step.items()
+        },
         "other_hooks": other,
         "stack_hook_node_out": {
             "values_shape": list(st.values.shape),
             "mask_shape": list(st.mask.shape),
             "valid_rows": int(st.mask.sum()),
             "total_rows": int(st.mask.numel()),
-            "valid_rows_per_graph": [int(st.mask[:, st.graph == g].sum()) for g in range(len(graphs))],
+            "valid_rows_per_graph": [
+                int(st.mask[:, st.graph == g].sum()) for g in range(len(graphs))
+            ],
         },
         "flatten_rows": int(rows.shape[0]),
     }
@@ -375,12 +410,19 @@ def stage_model(ctx: StudyContext) -> Section:
         from hooked_nar.model.checkpoint import shipped_checkpoints
 
         shipped = shipped_checkpoints()
-        md = (f"No checkpoint is shipped for `{ctx.algorithm}` (shipped: "
-              f"{', '.join(f'`{s}`' for s in shipped) or 'none'}), so this study has no model "
-              f"section. Train one with `{PROG} train --algorithm {ctx.algorithm} --out DIR` "
-              f"and pass `--checkpoint DIR/best`.")
-        return Section("model", "Model", md, {"checkpoint": None, "shipped": shipped},
-                       [("model", "no checkpoint shipped; data section only")])
+        md = (
+            f"No checkpoint is shipped for `{ctx.algorithm}` (shipped: "
+            f"{', '.join(f'`{s}`' for s in shipped) or 'none'}), so this study has no model "
+            f"section. Train one with `{PROG} train --algorithm {ctx.algorithm} --out DIR` "
+            f"and pass `--checkpoint DIR/best`."
+        )
+        return Section(
+            "model",
+            "Model",
+            md,
+            {"checkpoint": None, "shipped": shipped},
+            [("model", "no checkpoint shipped; data section only")],
+        )
 
     from hooked_nar.data import data_to_trajectory
     from hooked_nar.data.generators import GRAPH_CONVENTIONS
@@ -408,50 +450,74 @@ def stage_model(ctx: StudyContext) -> Section:
         hint, cls = choice
         truth, pred = predicted_vs_true(model, d, hint, cls)
         label = hint if cls is None else f"{hint} {cls}"
-        wrong = (truth != pred)
+        wrong = truth != pred
         fname = f"prediction_{hint}{'' if cls is None else '_' + cls}.png"
         traj = data_to_trajectory(d)
         src = int(traj.inputs["s"].argmax()) if "s" in traj.inputs else None
         draw_prediction_vs_truth(
-            traj.inputs["A"], truth, pred, ctx.out / fname,
+            traj.inputs["A"],
+            truth,
+            pred,
+            ctx.out / fname,
             f"{ctx.algorithm}: {label}, truth vs model, graph {ctx.example} "
             f"({int(wrong.sum())} wrong of {wrong.size})",
-            kind="mask", source=src, value_label=label, layout=ctx.layout,
+            kind="mask",
+            source=src,
+            value_label=label,
+            layout=ctx.layout,
             mask_labels=None if cls is None else (f"{hint} not {cls}", label),
             directed=GRAPH_CONVENTIONS[ctx.algorithm].directed,
         )
         figures["prediction"] = fname
-        pred_info = {"hint": hint, "class": cls, "graph": ctx.example, "steps": int(truth.shape[0]),
-                     "wrong": int(wrong.sum()), "entries": int(wrong.size),
-                     "wrong_per_step": wrong.sum(1).astype(int).tolist()}
+        pred_info = {
+            "hint": hint,
+            "class": cls,
+            "graph": ctx.example,
+            "steps": int(truth.shape[0]),
+            "wrong": int(wrong.sum()),
+            "entries": int(wrong.size),
+            "wrong_per_step": wrong.sum(1).astype(int).tolist(),
+        }
 
     meta = getattr(model, "metadata", {}) or {}
     cfg = model.cfg
     results = {
-        "checkpoint": str(a.checkpoint_path), "checkpoint_source": a.checkpoint_source,
-        "config": cfg.to_dict(), "metadata": meta,
+        "checkpoint": str(a.checkpoint_path),
+        "checkpoint_source": a.checkpoint_source,
+        "config": cfg.to_dict(),
+        "metadata": meta,
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "evaluate": ev, "cache": cache, "prediction": pred_info,
+        "evaluate": ev,
+        "cache": cache,
+        "prediction": pred_info,
         "figures": figures,
     }
 
-    out_rows = [[f"`{name}`", m["metric"], m["value"], m["graph_accuracy"]]
-                for name, m in ev["outputs"].items()]
+    out_rows = [
+        [f"`{name}`", m["metric"], m["value"], m["graph_accuracy"]]
+        for name, m in ev["outputs"].items()
+    ]
     hint_rows = []
     for name, m in ev["hints"].items():
         per = ", ".join(_fmt(x, 2) for x in m.get("per_step", [])[:12])
         more = " …" if len(m.get("per_step", [])) > 12 else ""
         hint_rows.append([f"`{name}`", m["metric"], m["value"], per + more])
-    hook_rows = [[f"`steps.{{t}}.{k}`", str(tuple(v["shape_at_step_0"])), v["num_steps"]]
-                 for k, v in cache["per_step_hooks"].items()]
+    hook_rows = [
+        [f"`steps.{{t}}.{k}`", str(tuple(v["shape_at_step_0"])), v["num_steps"]]
+        for k, v in cache["per_step_hooks"].items()
+    ]
     hook_rows += [[f"`{k}`", str(tuple(v)), "–"] for k, v in cache["other_hooks"].items()]
     sk = cache["stack_hook_node_out"]
     md = [
         f"Checkpoint `{a.checkpoint_path}` ({a.checkpoint_source}): {cfg.processor} processor, "
         f"d_model {cfg.d_model}, hint mode {cfg.hint_mode}, {results['parameters']:,} parameters"
         + (f", trained {meta['step']} steps" if "step" in meta else "")
-        + (f", best validation score {meta['best_validation_score']:.3f}"
-           if isinstance(meta.get("best_validation_score"), (int, float)) else "") + ".",
+        + (
+            f", best validation score {meta['best_validation_score']:.3f}"
+            if isinstance(meta.get("best_validation_score"), (int, float))
+            else ""
+        )
+        + ".",
         "",
         f"### Accuracy on the {ev['num_graphs']} generated graphs",
         "",
@@ -473,23 +539,40 @@ def stage_model(ctx: StudyContext) -> Section:
         "",
         _table(["hook", "shape", "steps cached"], hook_rows),
         "",
-        f"`cache.stack(\"hook_node_out\")`: values {tuple(sk['values_shape'])}, step mask "
+        f'`cache.stack("hook_node_out")`: values {tuple(sk["values_shape"])}, step mask '
         f"{tuple(sk['mask_shape'])}, {sk['valid_rows']} valid rows of {sk['total_rows']} "
         f"(per graph {sk['valid_rows_per_graph']}); `cache.flatten()` gives "
         f"{cache['flatten_rows']} rows.",
     ]
     if figures:
-        md += ["", "### Prediction vs truth", "",
-               f"Graph {ctx.example}, `{pred_info['hint'] if cls is None else label}` per "
-               f"processor step: truth on top, the model's prediction below, wrong nodes "
-               f"outlined in red ({pred_info['wrong']} of {pred_info['entries']} wrong).",
-               "", f"![prediction vs truth]({figures['prediction']})"]
-    summary = [("model", f"{a.checkpoint_source} checkpoint {a.checkpoint_path.name}, "
-                         f"whole-graph accuracy {ev['graph_accuracy']:.3f}")]
-    summary += [(f"output {k}", f"{m['metric']} {m['value']:.3f}") for k, m in ev["outputs"].items()]
+        md += [
+            "",
+            "### Prediction vs truth",
+            "",
+            f"Graph {ctx.example}, `{pred_info['hint'] if cls is None else label}` per "
+            f"processor step: truth on top, the model's prediction below, wrong nodes "
+            f"outlined in red ({pred_info['wrong']} of {pred_info['entries']} wrong).",
+            "",
+            f"![prediction vs truth]({figures['prediction']})",
+        ]
+    summary = [
+        (
+            "model",
+            f"{a.checkpoint_source} checkpoint {a.checkpoint_path.name}, "
+            f"whole-graph accuracy {ev['graph_accuracy']:.3f}",
+        )
+    ]
+    summary += [
+        (f"output {k}", f"{m['metric']} {m['value']:.3f}") for k, m in ev["outputs"].items()
+    ]
     summary += [(f"hint {k}", f"{m['metric']} {m['value']:.3f}") for k, m in ev["hints"].items()]
-    summary.append(("cache", f"{cache['hook_points_in_model']} hook points, hook_node_out "
-                             f"{list(sk['values_shape'])}, {sk['valid_rows']} valid rows"))
+    summary.append(
+        (
+            "cache",
+            f"{cache['hook_points_in_model']} hook points, hook_node_out "
+            f"{list(sk['values_shape'])}, {sk['valid_rows']} valid rows",
+        )
+    )
     summary += [("figure", f) for f in figures.values()]
     return Section("model", "Model", "\n".join(md), results, summary)
 
@@ -497,8 +580,13 @@ def stage_model(ctx: StudyContext) -> Section:
 def stage_sae(ctx: StudyContext) -> Section:
     """Train an SAE on ``hook_node_out`` (or take ``--sae``), evaluate it, find concept features."""
     if ctx.model is None:
-        return Section("sae", "SAE", "No checkpoint, so no activations to train an SAE on.",
-                       {"trained": False}, [("sae", "skipped (no checkpoint)")])
+        return Section(
+            "sae",
+            "SAE",
+            "No checkpoint, so no activations to train an SAE on.",
+            {"trained": False},
+            [("sae", "skipped (no checkpoint)")],
+        )
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
     from sae.pipeline import sae_study
     from sae.report import report_sections
@@ -511,18 +599,32 @@ def stage_sae(ctx: StudyContext) -> Section:
     train = None
     if a.sae_model is None:
         ctx.log(f"sae: {a.sae_graphs} training graphs, n in {TRAIN_SIZES}")
-        train = CLRSDataset(ctx.algorithm, a.sae_graphs, sizes=TRAIN_SIZES, seed=a.seed + 1,
-                            progress=False)
-    result = sae_study(ctx.model, train, ctx.sae_eval, ctx.out, sae=a.sae_model,
-                       steps=a.sae_steps, seed=a.seed, model_name=str(a.checkpoint_path),
-                       graph=ctx.sae_example, progress=ctx.progress, log=lambda m: ctx.log(f"sae: {m}"))
+        train = CLRSDataset(
+            ctx.algorithm, a.sae_graphs, sizes=TRAIN_SIZES, seed=a.seed + 1, progress=False
+        )
+    result = sae_study(
+        ctx.model,
+        train,
+        ctx.sae_eval,
+        ctx.out,
+        sae=a.sae_model,
+        steps=a.sae_steps,
+        seed=a.seed,
+        model_name=str(a.checkpoint_path),
+        graph=ctx.sae_example,
+        progress=ctx.progress,
+        log=lambda m: ctx.log(f"sae: {m}"),
+    )
     ctx.sae = result
     ev, an = result.evaluation, result.analysis
     rec, rr = ev["reconstruction"], ev["downstream"]["recovered"]
     steps = result.sae.cfg.metadata.training_steps
-    source = (f"given (`{a.sae}`)" if a.sae_model is not None else
-              f"trained through SAELens's `SAETrainer` for {steps} steps on "
-              f"{len(result.store)} valid rows of {a.sae_graphs} graphs (n in {TRAIN_SIZES})")
+    source = (
+        f"given (`{a.sae}`)"
+        if a.sae_model is not None
+        else f"trained through SAELens's `SAETrainer` for {steps} steps on "
+        f"{len(result.store)} valid rows of {a.sae_graphs} graphs (n in {TRAIN_SIZES})"
+    )
     md = [
         f"SAE {result.config} at `hook_node_out`, every processor step: {source}; saved to "
         f"`sae/` (`sae_lens.SAE.load_from_disk`). Held out: {len(ctx.sae_eval)} of the graphs "
@@ -533,18 +635,103 @@ def stage_sae(ctx: StudyContext) -> Section:
     ]
     covered = f"{len(an['covered'])}/{len(an['scores'].bool_concepts)}"
     summary = [
-        ("sae", f"{result.config}: EV {rec['explained_variance']:.3f}, L0 {rec['l0']:.1f}, "
-                f"recovered output {rr['output_accuracy']:.3f} / hint {rr['hint_accuracy']:.3f}"),
+        (
+            "sae",
+            f"{result.config}: EV {rec['explained_variance']:.3f}, L0 {rec['l0']:.1f}, "
+            f"recovered output {rr['output_accuracy']:.3f} / hint {rr['hint_accuracy']:.3f}",
+        ),
         ("concept features", f"{covered} boolean concepts at AUROC >= 0.95"),
     ]
-    summary += [(f"  {c}", f"feature {b['feature']}, AUROC {b['auroc']:.3f}" if "auroc" in b
-                 else f"feature {b['feature']}, Spearman {b['spearman']:.3f}")
-                for c, b in an["best"].items()]
+    summary += [
+        (
+            f"  {c}",
+            f"feature {b['feature']}, AUROC {b['auroc']:.3f}"
+            if "auroc" in b
+            else f"feature {b['feature']}, Spearman {b['spearman']:.3f}",
+        )
+        for c, b in an["best"].items()
+    ]
     return Section("sae", "SAE and concept features", "\n".join(md), result.summary(), summary)
 
 
+def stage_causal(ctx: StudyContext) -> Section:
+    """Ablate and steer every boolean concept's best feature beside controls."""
+    if ctx.sae is None:
+        return Section(
+            "causal",
+            "Causal tests",
+            "No SAE, so no concept features to test.",
+            {"tests": []},
+            [("causal", "skipped (no SAE)")],
+        )
+    from hooked_nar.data import CLRSDataset
+    from patching.causal import causal_concept_tests
+    from patching.report import causal_sections
+
+    a = ctx.args
+    seed = 30_000 + a.seed
+    data = CLRSDataset(
+        ctx.algorithm,
+        a.causal_graphs,
+        generator=a.generator,
+        sizes=(a.num_nodes,),
+        seed=seed,
+        progress=False,
+    )
+    ctx.log(f"causal: ablating and steering every concept feature on {len(data)} fresh graphs")
+    tests = causal_concept_tests(
+        ctx.model,
+        ctx.sae.sae,
+        dataset=data,
+        store=ctx.sae.eval_store,
+        num_controls=a.num_controls,
+        seed=a.seed,
+        progress=ctx.progress,
+    )
+    lines, images = causal_sections(
+        ctx.model, ctx.sae.sae, tests, ctx.out, ctx.dataset[ctx.example], level=3
+    )
+    md = [
+        f"Each concept's best feature (section 3, on its held-out rows) is zero-ablated at every "
+        f"step and node of {len(data)} fresh `{a.generator}` graphs (n = {a.num_nodes}, seed "
+        f"{seed}) beside {a.num_controls} features of matched firing frequency, and clamped on "
+        f"at single (node, step) sites where the concept is false beside {a.num_controls} "
+        "random directions of the same norm and the matched features "
+        "(`patching.causal_concept_tests`). Intervals: 95% bootstrap over graphs. The "
+        f"ablation figures show graph {ctx.example}.",
+        "",
+        *lines,
+    ]
+    summary = [
+        (
+            f"causal {t.concept}",
+            f"{t.verdict} (f{t.feature}: margin removed "
+            f"{t.ablation[0].effect:.2f} vs {t.ablation[0].control:.2f}"
+            + (
+                f", steering flips {t.steering[0].effect:.2f} vs "
+                f"{max(r.control for r in t.steering):.2f})"
+                if t.steering
+                else ")"
+            ),
+        )
+        for t in tests
+    ]
+    return Section(
+        "causal",
+        "Causal tests of the concept features",
+        "\n".join(md),
+        {"tests": tests, "figures": images},
+        summary,
+    )
+
+
 #: The stages of ``study``, in order. Later stages may use what earlier ones set on ctx.
-STAGES: list[Callable[[StudyContext], Section]] = [stage_data, stage_model, stage_sae]
+STAGES: list[Callable[[StudyContext], Section]] = [
+    stage_data,
+    stage_model,
+    stage_sae,
+    stage_causal,
+]
 
 
 # ---------------------------------------------------------------------------------- study
@@ -558,12 +745,18 @@ def _report(ctx: StudyContext, done: bool) -> str:
         "",
         f"`{cmd}`" + ("" if done else " (running: later stages missing)"),
         "",
-        _table(["setting", "value"], [
-            ["algorithm", ctx.algorithm], ["generator", a.generator], ["graphs", a.num_graphs],
-            ["nodes per graph", a.num_nodes], ["seed", a.seed],
-            ["checkpoint", a.checkpoint_path if a.checkpoint_path is not None else "none"],
-            ["quick", a.quick],
-        ]),
+        _table(
+            ["setting", "value"],
+            [
+                ["algorithm", ctx.algorithm],
+                ["generator", a.generator],
+                ["graphs", a.num_graphs],
+                ["nodes per graph", a.num_nodes],
+                ["seed", a.seed],
+                ["checkpoint", a.checkpoint_path if a.checkpoint_path is not None else "none"],
+                ["quick", a.quick],
+            ],
+        ),
     ]
     for i, sec in enumerate(ctx.sections, 1):
         lines += ["", f"## {i}. {sec.title}", "", sec.markdown]
@@ -574,23 +767,32 @@ def _write(ctx: StudyContext, done: bool) -> None:
     a = ctx.args
     results = {
         "algorithm": ctx.algorithm,
-        "settings": {"generator": a.generator, "num_graphs": a.num_graphs,
-                     "num_nodes": a.num_nodes, "seed": a.seed, "quick": a.quick,
-                     "batch_size": a.batch_size,
-                     "checkpoint": None if a.checkpoint_path is None else str(a.checkpoint_path)},
+        "settings": {
+            "generator": a.generator,
+            "num_graphs": a.num_graphs,
+            "num_nodes": a.num_nodes,
+            "seed": a.seed,
+            "quick": a.quick,
+            "batch_size": a.batch_size,
+            "checkpoint": None if a.checkpoint_path is None else str(a.checkpoint_path),
+        },
         "complete": done,
         "stages": [s.key for s in ctx.sections],
         **ctx.results,
         "seconds": time.perf_counter() - ctx.started,
     }
-    write_text_atomic(ctx.out / "results.json", json.dumps(_jsonable(results), indent=2) + "\n")
+    write_json_atomic(ctx.out / "results.json", results, indent=2)
     write_text_atomic(ctx.out / "report.md", _report(ctx, done))
 
 
 def run_study(args: argparse.Namespace) -> StudyContext:
     """Run every stage of :data:`STAGES` for validated ``args``; returns the context."""
-    ctx = StudyContext(args=args, algorithm=args.algorithm, out=Path(args.output),
-                       progress=sys.stderr.isatty() and not args.no_progress and not args.quiet)
+    ctx = StudyContext(
+        args=args,
+        algorithm=args.algorithm,
+        out=Path(args.output),
+        progress=sys.stderr.isatty() and not args.no_progress and not args.quiet,
+    )
     for stage in STAGES:
         t0 = time.perf_counter()
         sec = stage(ctx)
@@ -609,5 +811,3 @@ def print_summary(ctx: StudyContext, file=None) -> None:
     print(f"{PROG} study {ctx.algorithm}: {ctx.out / 'report.md'} ({seconds:.1f} s)", file=file)
     for k, v in rows:
         print(f"  {k:<{width}}  {v}", file=file)
-
-

@@ -24,7 +24,9 @@ TRAIN_SIZES = (4, 7, 11, 13, 16)
 
 def validation_score(results: dict) -> float:
     """Mean of the output metrics (MSE counts negatively), the quantity checkpoints select on."""
-    vals = [-r["value"] if r["metric"] == "mse" else r["value"] for r in results["outputs"].values()]
+    vals = [
+        -r["value"] if r["metric"] == "mse" else r["value"] for r in results["outputs"].values()
+    ]
     return sum(vals) / len(vals)
 
 
@@ -34,10 +36,15 @@ def _save_training_state(path: Path, model, optimizer, state: dict, metadata: di
     def write(tmp: Path) -> None:
         write_model_files(model, tmp, metadata)
         opt = optimizer.state_dict()
-        tensors = {f"{i}.{k}": v.detach().clone().reshape(-1) if v.dim() == 0 else v.detach().clone()
-                   for i, s in opt["state"].items() for k, v in s.items()}
+        tensors = {
+            f"{i}.{k}": v.detach().clone().reshape(-1) if v.dim() == 0 else v.detach().clone()
+            for i, s in opt["state"].items()
+            for k, v in s.items()
+        }
         save_file(tensors, tmp / "optimizer.safetensors")
-        (tmp / "trainer.json").write_text(json.dumps({**state, "param_groups": opt["param_groups"]}, indent=2))
+        (tmp / "trainer.json").write_text(
+            json.dumps({**state, "param_groups": opt["param_groups"]}, indent=2)
+        )
 
     write_directory_atomically(path, write)
 
@@ -93,8 +100,12 @@ def train(
     from hooked_nar.evaluate import evaluate
 
     torch.manual_seed(config.seed)
-    train_set = CLRSDataset(config.algorithm, num_train, sizes=TRAIN_SIZES, seed=data_seed, progress=progress)
-    val_set = CLRSDataset(config.algorithm, num_val, sizes=(16,), seed=data_seed + 10_000, progress=False)
+    train_set = CLRSDataset(
+        config.algorithm, num_train, sizes=TRAIN_SIZES, seed=data_seed, progress=progress
+    )
+    val_set = CLRSDataset(
+        config.algorithm, num_val, sizes=(16,), seed=data_seed + 10_000, progress=False
+    )
     model = HookedNAR(config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"step": [], "loss": [], "val_step": [], "val_score": [], "seconds": 0.0}
@@ -141,13 +152,19 @@ def train(
     model.eval()
     if out is not None:
         (out / "history.json").write_text(json.dumps(history))
-        plot_learning_curve(history, out / "learning_curve.png", f"{config.algorithm} ({config.processor})")
+        plot_learning_curve(
+            history, out / "learning_curve.png", f"{config.algorithm} ({config.processor})"
+        )
     return model, history
 
 
-def _checkpoint(model, best_state, optimizer, out: Path, step: int, history: dict, best: float) -> None:
+def _checkpoint(
+    model, best_state, optimizer, out: Path, step: int, history: dict, best: float
+) -> None:
     meta = {"step": step, "best_validation_score": best}
-    _save_training_state(out / "last", model, optimizer, {"step": step, "history": history, "best_score": best}, meta)
+    _save_training_state(
+        out / "last", model, optimizer, {"step": step, "history": history, "best_score": best}, meta
+    )
     current = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     save_model(model, out / "best", meta)
@@ -161,24 +178,47 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--hint-mode", default="supervised", choices=["none", "supervised", "encoded"])
     p.add_argument("--teacher-forcing", type=float, default=0.0)
-    p.add_argument("--global-readout", action="store_true",
-                   help="feed each step the max-pooled hidden state of its graph")
+    p.add_argument(
+        "--global-readout",
+        action="store_true",
+        help="feed each step the max-pooled hidden state of its graph",
+    )
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--num-train", type=int, default=4000)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory (best/, last/, learning_curve.png)")
+    p.add_argument(
+        "--out", required=True, help="output directory (best/, last/, learning_curve.png)"
+    )
     p.add_argument("--no-resume", action="store_true", help="start over even if out/last exists")
     args = p.parse_args(argv)
-    cfg = NARConfig(args.algorithm, d_model=args.d_model, processor=args.processor,
-                    hint_mode=args.hint_mode, teacher_forcing=args.teacher_forcing, seed=args.seed,
-                    global_readout=args.global_readout)
-    _, history = train(cfg, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       num_train=args.num_train, eval_every=args.eval_every, out=args.out,
-                       resume=not args.no_resume, data_seed=args.seed)
-    print(json.dumps({"best_validation_score": max(history["val_score"]), "seconds": history["seconds"]}))
+    cfg = NARConfig(
+        args.algorithm,
+        d_model=args.d_model,
+        processor=args.processor,
+        hint_mode=args.hint_mode,
+        teacher_forcing=args.teacher_forcing,
+        seed=args.seed,
+        global_readout=args.global_readout,
+    )
+    _, history = train(
+        cfg,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        num_train=args.num_train,
+        eval_every=args.eval_every,
+        out=args.out,
+        resume=not args.no_resume,
+        data_seed=args.seed,
+    )
+    print(
+        json.dumps(
+            {"best_validation_score": max(history["val_score"]), "seconds": history["seconds"]}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,28 +13,15 @@ checked before any long work; errors are one line with exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from hooked_nar.atomic import write_text_atomic
+from hooked_nar.atomic import write_json_atomic
 from hooked_nar.study import PROG, UsageError
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "as_dict"):
-        return _jsonable(x.as_dict())
-    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
-        return _jsonable(x.tolist())
-    return x
-
-
-def _load_model(checkpoint: str, algorithm: str | None):
+def load_model(checkpoint: str, algorithm: str | None):
     from hooked_nar.model import HookedNAR
 
     try:
@@ -124,7 +111,7 @@ def collect_main(argv: list[str] | None = None) -> int:
 
         if args.num_graphs < 1 or args.batch_size < 1:
             raise UsageError("--num-graphs and --batch-size must be >= 1")
-        model = _load_model(args.checkpoint, None)
+        model = load_model(args.checkpoint, None)
         out = _output(args.output)
         sizes = tuple(args.sizes or TRAIN_SIZES)
         data = CLRSDataset(model.cfg.algorithm, args.num_graphs, sizes=sizes, seed=args.seed)
@@ -269,7 +256,7 @@ def _train_sae(args, argv: list[str]) -> int:
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     torch.set_num_threads(args.threads)
-    model = _load_model(args.checkpoint or args.algorithm, args.algorithm)
+    model = load_model(args.checkpoint or args.algorithm, args.algorithm)
     sae = None if args.sae is None else load_sae_checked(args.sae, model)
     out = _output(args.output or f"runs/sae/{args.algorithm}")
 
@@ -354,6 +341,6 @@ def _train_sae(args, argv: list[str]) -> int:
         commands=[f"{PROG} train-sae " + " ".join(argv)],
     )
     summary = {"algorithm": args.algorithm, **result.summary()}
-    write_text_atomic(out / "results.json", json.dumps(_jsonable(summary), indent=1))
+    write_json_atomic(out / "results.json", summary)
     say(f"wrote {out / 'report.md'}")
     return 0

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "SAEStudy", "pick_graph", "recipe_for", "sae_study"]
+__all__ = [
+    "DEFAULT_RECIPE",
+    "RECIPES",
+    "SAEStudy",
+    "pick_graph",
+    "recipe_for",
+    "sae_study",
+    "train_recipe_sae",
+]
 
 #: The single SAE ``study`` trains per algorithm: the choice of the short sweep
 #: (``train-sae --sweep``, :data:`sae.sweep.DEFAULT_GRID`) on the shipped checkpoint. Keys
@@ -33,6 +41,36 @@ DEFAULT_RECIPE: dict[str, Any] = {**_MATRYOSHKA, "matryoshka_widths": [32, 128]}
 def recipe_for(algorithm: str) -> dict[str, Any]:
     """The default SAE settings for ``algorithm`` (a copy)."""
     return dict(RECIPES.get(algorithm, DEFAULT_RECIPE))
+
+
+def train_recipe_sae(
+    store,
+    algorithm: str,
+    recipe: dict[str, Any] | None = None,
+    *,
+    steps: int | None = None,
+    lr: float | None = None,
+    batch_size: int = 512,
+    seed: int = 0,
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+):
+    """Train one SAE of ``recipe`` (default :func:`recipe_for` ``algorithm``) on ``store``.
+
+    ``steps`` / ``lr`` override the recipe's (default 1000 steps at 3e-3). Returns ``(sae,
+    settings)`` with ``settings = {"architecture", "d_sae", "k", "options"}``.
+    """
+    from sae.training import train_sae
+
+    r = recipe_for(algorithm) if recipe is None else dict(recipe)
+    arch, d_sae, k = r.pop("architecture"), r.pop("d_sae"), r.pop("k")
+    r["steps"] = steps or r.get("steps", 1000)
+    r["lr"] = lr or r.get("lr", 3e-3)
+    log(f"training a {arch} SAE (d_sae={d_sae}, k={k}) for {r['steps']} steps")
+    sae = train_sae(
+        store, arch, d_sae=d_sae, k=k, batch_size=batch_size, seed=seed, progress=progress, **r
+    )
+    return sae, {"architecture": arch, "d_sae": d_sae, "k": k, "options": r}
 
 
 @dataclass
@@ -112,7 +150,6 @@ def sae_study(
     from sae.plots import auroc_heatmap, feature_on_graph, graph_values
     from sae.report import analyse_sae
     from sae.sweep import DEFAULT_GRID, choose, describe, meets_targets, run_sweep
-    from sae.training import train_sae
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -139,23 +176,19 @@ def sae_study(
             chosen = choose(sweep_rows)
             sae, evaluation = saes[chosen], sweep_rows[chosen]
         else:
-            r = recipe_for(algorithm) if recipe is None else dict(recipe)
-            arch, d_sae, k = r.pop("architecture"), r.pop("d_sae"), r.pop("k")
-            r["steps"] = steps or r.get("steps", 1000)
-            r["lr"] = lr or r.get("lr", 3e-3)
-            log(f"training a {arch} SAE (d_sae={d_sae}, k={k}) for {r['steps']} steps")
-            sae = train_sae(
+            sae, options = train_recipe_sae(
                 store,
-                arch,
-                d_sae=d_sae,
-                k=k,
+                algorithm,
+                recipe,
+                steps=steps,
+                lr=lr,
                 batch_size=batch_size,
                 seed=seed,
                 progress=progress,
-                **r,
+                log=log,
             )
             evaluation = evaluate_sae(sae, eval_store, model, eval_data)
-            evaluation.update(architecture=arch, d_sae=d_sae, k=k, options=r)
+            evaluation.update(options)
     else:
         log(f"evaluating the given SAE on {len(eval_store)} held-out rows")
         evaluation = evaluate_sae(sae, eval_store, model, eval_data)

@@ -57,6 +57,10 @@ def test_study_writes_report_results_and_figures(bfs_study):
         _assert_png(out / name)
         assert f"]({name})" in report  # embedded by relative path
     assert "## 1. Data" in report and "## 2. Model" in report and "## 3. SAE" in report
+    assert "## 4. Causal tests" in report
+    for name in res["causal"]["figures"].values():
+        _assert_png(out / name)
+        assert f"]({name})" in report
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
@@ -70,8 +74,9 @@ def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
     out, res = bfs_study
     sae = SAE.load_from_disk(out / "sae")
     assert sae.cfg.metadata.hook_name == "hook_node_out" and sae.cfg.d_in == 128
-    ds = CLRSDataset("bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0,
-                     progress=False)
+    ds = CLRSDataset(
+        "bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0, progress=False
+    )
     from hooked_nar.model import HookedNAR
 
     keep = sorted(set(range(cli.SAE_QUICK["sae_eval_graphs"])) | {res["data"]["example_graph"]})
@@ -85,22 +90,92 @@ def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
         assert best[concept]["feature"] == b["feature"]
 
 
+def test_study_causal_tests_use_the_sae_stage_features(bfs_study):
+    from patching.causal import VERDICTS
+
+    out, res = bfs_study
+    tests = res["causal"]["tests"]
+    assert [t["concept"] for t in tests] == ["is_source", "is_visited", "is_frontier"]
+    for t in tests:
+        assert t["feature"] == res["sae"]["best"][t["concept"]]["feature"]
+        assert t["verdict"] in VERDICTS
+        assert t["settings"]["num_controls"] == cli.CAUSAL_QUICK["num_controls"]
+        lo, hi = t["ablation"][0]["effect_ci"]
+        assert lo <= t["ablation"][0]["effect"] <= hi
+
+
+def test_patch_subcommand_on_the_study_sae(bfs_study, tmp_path):
+    out, res = bfs_study
+    argv = [
+        "patch",
+        "--algorithm",
+        "bfs",
+        "--sae",
+        str(out / "sae"),
+        "--concepts",
+        "is_visited",
+        "--num-graphs",
+        "4",
+        "--store-graphs",
+        "4",
+        "--num-controls",
+        "2",
+        "-o",
+        str(tmp_path),
+    ]
+    assert _run(argv) == 0
+    patched = json.loads((tmp_path / "results.json").read_text())
+    assert [t["concept"] for t in patched["tests"]] == ["is_visited"]
+    assert "is_visited" in (tmp_path / "report.md").read_text()
+    _assert_png(tmp_path / "causal_effects.png")
+
+
 def test_train_sae_and_collect_subcommands(tmp_path, capsys):
-    argv = ["train-sae", "--algorithm", "bfs", "--steps", "50", "--num-graphs", "8",
-            "--eval-graphs", "4", "--output", str(tmp_path / "sae")]
+    argv = [
+        "train-sae",
+        "--algorithm",
+        "bfs",
+        "--steps",
+        "50",
+        "--num-graphs",
+        "8",
+        "--eval-graphs",
+        "4",
+        "--output",
+        str(tmp_path / "sae"),
+    ]
     assert _run(argv) == 0
     res = json.loads((tmp_path / "sae" / "results.json").read_text())
     assert set(res["best"]) == {"is_source", "is_visited", "is_frontier"}
     assert (tmp_path / "sae" / "sae" / "cfg.json").is_file()
     # the saved SAE is accepted by study's --sae check and refused for another algorithm
-    bad = ["study", "--algorithm", "dijkstra", "--sae", str(tmp_path / "sae" / "sae"),
-           "--output", str(tmp_path / "x")]
+    bad = [
+        "study",
+        "--algorithm",
+        "dijkstra",
+        "--sae",
+        str(tmp_path / "sae" / "sae"),
+        "--output",
+        str(tmp_path / "x"),
+    ]
     capsys.readouterr()
     assert _run(bad) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--sae" in err[0]
-    assert _run(["collect", "--checkpoint", "bfs", "--num-graphs", "3", "--output",
-                 str(tmp_path / "acts")]) == 0
+    assert (
+        _run(
+            [
+                "collect",
+                "--checkpoint",
+                "bfs",
+                "--num-graphs",
+                "3",
+                "--output",
+                str(tmp_path / "acts"),
+            ]
+        )
+        == 0
+    )
     from sae import ActivationStore
 
     store = ActivationStore.load(tmp_path / "acts")
@@ -109,14 +184,18 @@ def test_train_sae_and_collect_subcommands(tmp_path, capsys):
 
 def test_study_data_statistics_are_the_datasets(bfs_study):
     _, res = bfs_study
-    ds = CLRSDataset("bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0,
-                     progress=False)
+    ds = CLRSDataset(
+        "bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0, progress=False
+    )
     trajs = [data_to_trajectory(d) for d in ds]
     data = res["data"]
     assert data["num_graphs"] == len(ds)
     lengths = [t.length for t in trajs]
-    assert data["trajectory_length"] == {"min": min(lengths), "mean": pytest.approx(np.mean(lengths)),
-                                         "max": max(lengths)}
+    assert data["trajectory_length"] == {
+        "min": min(lengths),
+        "mean": pytest.approx(np.mean(lengths)),
+        "max": max(lengths),
+    }
     arcs = [int(((t.inputs["A"] != 0) & ~np.eye(t.num_nodes, dtype=bool)).sum()) for t in trajs]
     assert data["arcs"]["mean"] == pytest.approx(np.mean(arcs))
     assert data["edges"]["max"] == max(int(d.edge_index.shape[1]) for d in ds)
@@ -131,8 +210,9 @@ def test_study_model_numbers_match_evaluate(bfs_study):
     from hooked_nar.model import HookedNAR
 
     out, res = bfs_study
-    ds = CLRSDataset("bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0,
-                     progress=False)
+    ds = CLRSDataset(
+        "bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0, progress=False
+    )
     model = HookedNAR.from_pretrained("bfs")
     direct = json.loads(json.dumps(evaluate(model, ds, batch_size=32)))
     m = res["model"]
@@ -188,14 +268,26 @@ def test_study_without_checkpoint_writes_data_section(tmp_path):
 
 
 def test_python_m_help():
-    r = subprocess.run([sys.executable, "-m", "hooked_nar", "--help"], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "hooked_nar", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0
-    for command in ("study", "train", "evaluate", "collect", "train-sae"):
+    for command in ("study", "train", "evaluate", "collect", "train-sae", "patch"):
         assert command in r.stdout
-    r = subprocess.run([sys.executable, "-m", "hooked_nar", "study", "--help"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "hooked_nar", "study", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0
-    for flag in ("--algorithm", "--output", "--checkpoint", "--num-graphs", "--num-nodes",
-                 "--seed", "--quick"):
+    for flag in (
+        "--algorithm",
+        "--output",
+        "--checkpoint",
+        "--num-graphs",
+        "--num-nodes",
+        "--seed",
+        "--quick",
+    ):
         assert flag in r.stdout

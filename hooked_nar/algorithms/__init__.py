@@ -29,4 +29,13 @@ ALGORITHMS: tuple[str, ...] = (
     "floyd_warshall",
 )
 
-__all__ = ["ALGORITHMS", "CATEGORIES", "SPECS", "FieldSpec", "Trajectory", "get_algorithm", "run", "run_many"]
+__all__ = [
+    "ALGORITHMS",
+    "CATEGORIES",
+    "SPECS",
+    "FieldSpec",
+    "Trajectory",
+    "get_algorithm",
+    "run",
+    "run_many",
+]

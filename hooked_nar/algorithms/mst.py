@@ -82,8 +82,29 @@ def _kruskal_length(n, eu, ev):
 
 
 @njit(cache=True)
-def _kruskal_push(t, pi, tree_a, tree_b, k, u, v, ru, rv, mask_u, mask_v, phase,
-                  pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
+def _kruskal_push(
+    t,
+    pi,
+    tree_a,
+    tree_b,
+    k,
+    u,
+    v,
+    ru,
+    rv,
+    mask_u,
+    mask_v,
+    phase,
+    pi_h,
+    in_mst_h,
+    u_h,
+    v_h,
+    ru_h,
+    rv_h,
+    mu_h,
+    mv_h,
+    phase_h,
+):
     """Writes hint step t; ``in_mst_h`` is zero-initialised, so only the k tree edges are set."""
     pi_h[t] = pi
     for q in range(k):
@@ -111,8 +132,29 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
     mask_v = np.zeros(n)
     seen_u = np.empty(n, dtype=np.int64)
     seen_v = np.empty(n, dtype=np.int64)
-    _kruskal_push(0, pi, tree_a, tree_b, k, 0, 0, 0, 0, mask_u, mask_v, 0,
-                  pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h)
+    _kruskal_push(
+        0,
+        pi,
+        tree_a,
+        tree_b,
+        k,
+        0,
+        0,
+        0,
+        0,
+        mask_u,
+        mask_v,
+        0,
+        pi_h,
+        in_mst_h,
+        u_h,
+        v_h,
+        ru_h,
+        rv_h,
+        mu_h,
+        mv_h,
+        phase_h,
+    )
     t = 1
     for e in range(eu.shape[0]):
         u = eu[e]
@@ -127,8 +169,29 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
         seen_v[0] = v
         ku = 1
         kv = 1
-        _kruskal_push(t, pi, tree_a, tree_b, k, u, v, ru, rv, mask_u, mask_v, 1,
-                      pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h)
+        _kruskal_push(
+            t,
+            pi,
+            tree_a,
+            tree_b,
+            k,
+            u,
+            v,
+            ru,
+            rv,
+            mask_u,
+            mask_v,
+            1,
+            pi_h,
+            in_mst_h,
+            u_h,
+            v_h,
+            ru_h,
+            rv_h,
+            mu_h,
+            mv_h,
+            phase_h,
+        )
         t += 1
         while pi[ru] != ru:
             ru = pi[ru]
@@ -137,8 +200,29 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
             seen_u[ku] = ru
             ku += 1
             mask_u[ru] = 1.0
-            _kruskal_push(t, pi, tree_a, tree_b, k, u, v, ru, rv, mask_u, mask_v, 1,
-                          pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h)
+            _kruskal_push(
+                t,
+                pi,
+                tree_a,
+                tree_b,
+                k,
+                u,
+                v,
+                ru,
+                rv,
+                mask_u,
+                mask_v,
+                1,
+                pi_h,
+                in_mst_h,
+                u_h,
+                v_h,
+                ru_h,
+                rv_h,
+                mu_h,
+                mv_h,
+                phase_h,
+            )
             t += 1
         while pi[rv] != rv:
             rv = pi[rv]
@@ -147,8 +231,29 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
             seen_v[kv] = rv
             kv += 1
             mask_v[rv] = 1.0
-            _kruskal_push(t, pi, tree_a, tree_b, k, u, v, ru, rv, mask_u, mask_v, 2,
-                          pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h)
+            _kruskal_push(
+                t,
+                pi,
+                tree_a,
+                tree_b,
+                k,
+                u,
+                v,
+                ru,
+                rv,
+                mask_u,
+                mask_v,
+                2,
+                pi_h,
+                in_mst_h,
+                u_h,
+                v_h,
+                ru_h,
+                rv_h,
+                mu_h,
+                mv_h,
+                phase_h,
+            )
             t += 1
         if ru != rv:
             in_mst[u, v] = 1.0
@@ -160,8 +265,29 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
                 pi[ru] = rv
             else:
                 pi[rv] = ru
-        _kruskal_push(t, pi, tree_a, tree_b, k, u, v, ru, rv, mask_u, mask_v, 0,
-                      pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h)
+        _kruskal_push(
+            t,
+            pi,
+            tree_a,
+            tree_b,
+            k,
+            u,
+            v,
+            ru,
+            rv,
+            mask_u,
+            mask_v,
+            0,
+            pi_h,
+            in_mst_h,
+            u_h,
+            v_h,
+            ru_h,
+            rv_h,
+            mu_h,
+            mv_h,
+            phase_h,
+        )
         t += 1
     return in_mst
 
@@ -176,14 +302,28 @@ def mst_kruskal(A: np.ndarray, s: int):
     # transparent huge pages (about 2x faster to fill here). in_mst_h is zero-filled by
     # the OS; the kernel only writes its (at most 2n - 2) ones per step.
     hints = {
-        "in_mst_h": np.zeros((T, n, n)), "pi": np.empty((T, n), dtype=np.int64),
-        "u": np.zeros((T, n)), "v": np.zeros((T, n)), "root_u": np.zeros((T, n)),
-        "root_v": np.zeros((T, n)), "mask_u": np.empty((T, n)), "mask_v": np.empty((T, n)),
+        "in_mst_h": np.zeros((T, n, n)),
+        "pi": np.empty((T, n), dtype=np.int64),
+        "u": np.zeros((T, n)),
+        "v": np.zeros((T, n)),
+        "root_u": np.zeros((T, n)),
+        "root_v": np.zeros((T, n)),
+        "mask_u": np.empty((T, n)),
+        "mask_v": np.empty((T, n)),
         "phase": np.zeros((T, 3)),
     }
     in_mst = _kruskal(
-        eu, ev, hints["pi"], hints["in_mst_h"], hints["u"], hints["v"], hints["root_u"],
-        hints["root_v"], hints["mask_u"], hints["mask_v"], hints["phase"],
+        eu,
+        ev,
+        hints["pi"],
+        hints["in_mst_h"],
+        hints["u"],
+        hints["v"],
+        hints["root_u"],
+        hints["root_v"],
+        hints["mask_u"],
+        hints["mask_v"],
+        hints["phase"],
     )
     return hints, {"in_mst": in_mst}
 

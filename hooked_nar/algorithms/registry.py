@@ -45,11 +45,15 @@ def register(name: str, *, negative_weights: bool = False) -> Callable[[TraceFn]
 
 def get_algorithm(name: str) -> Algorithm:
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown algorithm name={name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(
+            f"unknown algorithm name={name!r}; valid names: {', '.join(sorted(_REGISTRY))}"
+        )
     return _REGISTRY[name]
 
 
-def validate_graph(algorithm: Algorithm, A: np.ndarray, source: int | None) -> tuple[np.ndarray, int]:
+def validate_graph(
+    algorithm: Algorithm, A: np.ndarray, source: int | None
+) -> tuple[np.ndarray, int]:
     """Check ``A`` and ``source`` for ``algorithm``; return ``A`` as float64 and the source index."""
     A = np.asarray(A)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
@@ -80,7 +84,9 @@ def validate_graph(algorithm: Algorithm, A: np.ndarray, source: int | None) -> t
             )
         return A, int(source)
     if source is not None:
-        raise ValueError(f"{algorithm.name} takes no source (CLRS runs it over all nodes); got source={source}")
+        raise ValueError(
+            f"{algorithm.name} takes no source (CLRS runs it over all nodes); got source={source}"
+        )
     return A, 0
 
 

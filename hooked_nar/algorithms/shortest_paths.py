@@ -91,9 +91,31 @@ def dijkstra(A: np.ndarray, s: int):
 
 
 @njit(cache=True)
-def _dag_push(t, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, phase,
-              pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h, s_last_h,
-              phase_h):
+def _dag_push(
+    t,
+    pi,
+    d,
+    mark,
+    topo,
+    topo_head,
+    color,
+    s_prev,
+    u,
+    v,
+    s_last,
+    phase,
+    pi_h,
+    d_h,
+    mark_h,
+    topo_h,
+    topo_head_h,
+    color_h,
+    s_prev_h,
+    u_h,
+    v_h,
+    s_last_h,
+    phase_h,
+):
     pi_h[t] = pi
     d_h[t] = d
     mark_h[t] = mark
@@ -135,17 +157,61 @@ def _dag_shortest_paths(A, s):
     s_last = s
     u = s
     v = s
-    _dag_push(0, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, 0.0,
-              pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h, s_last_h,
-              phase_h)
+    _dag_push(
+        0,
+        pi,
+        d,
+        mark,
+        topo,
+        topo_head,
+        color,
+        s_prev,
+        u,
+        v,
+        s_last,
+        0.0,
+        pi_h,
+        d_h,
+        mark_h,
+        topo_h,
+        topo_head_h,
+        color_h,
+        s_prev_h,
+        u_h,
+        v_h,
+        s_last_h,
+        phase_h,
+    )
     t = 1
     # Phase 0: CLRS's iterative DFS from s, prepending each finished node to the topo list.
     while True:
         if color[u] == 0:
             color[u] = 1
-            _dag_push(t, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, 0.0,
-                      pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h,
-                      s_last_h, phase_h)
+            _dag_push(
+                t,
+                pi,
+                d,
+                mark,
+                topo,
+                topo_head,
+                color,
+                s_prev,
+                u,
+                v,
+                s_last,
+                0.0,
+                pi_h,
+                d_h,
+                mark_h,
+                topo_h,
+                topo_head_h,
+                color_h,
+                s_prev_h,
+                u_h,
+                v_h,
+                s_last_h,
+                phase_h,
+            )
             t += 1
         for w in range(n):
             v = w  # Python's for-loop variable outlives the loop
@@ -153,9 +219,31 @@ def _dag_shortest_paths(A, s):
                 color[w] = 1
                 s_prev[w] = s_last
                 s_last = w
-                _dag_push(t, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, 0.0,
-                          pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h,
-                          s_last_h, phase_h)
+                _dag_push(
+                    t,
+                    pi,
+                    d,
+                    mark,
+                    topo,
+                    topo_head,
+                    color,
+                    s_prev,
+                    u,
+                    v,
+                    s_last,
+                    0.0,
+                    pi_h,
+                    d_h,
+                    mark_h,
+                    topo_h,
+                    topo_head_h,
+                    color_h,
+                    s_prev_h,
+                    u_h,
+                    v_h,
+                    s_last_h,
+                    phase_h,
+                )
                 t += 1
                 break
         if s_last == u:
@@ -163,9 +251,31 @@ def _dag_shortest_paths(A, s):
             if color[topo_head] == 2:
                 topo[u] = topo_head
             topo_head = u
-            _dag_push(t, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, 0.0,
-                      pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h,
-                      s_last_h, phase_h)
+            _dag_push(
+                t,
+                pi,
+                d,
+                mark,
+                topo,
+                topo_head,
+                color,
+                s_prev,
+                u,
+                v,
+                s_last,
+                0.0,
+                pi_h,
+                d_h,
+                mark_h,
+                topo_h,
+                topo_head_h,
+                color_h,
+                s_prev_h,
+                u_h,
+                v_h,
+                s_last_h,
+                phase_h,
+            )
             t += 1
             if s_prev[u] == u:
                 break
@@ -179,9 +289,31 @@ def _dag_shortest_paths(A, s):
     while topo[topo_head] != topo_head:
         i = topo_head
         mark[i] = 1.0
-        _dag_push(t, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, 1.0,
-                  pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h, s_last_h,
-                  phase_h)
+        _dag_push(
+            t,
+            pi,
+            d,
+            mark,
+            topo,
+            topo_head,
+            color,
+            s_prev,
+            u,
+            v,
+            s_last,
+            1.0,
+            pi_h,
+            d_h,
+            mark_h,
+            topo_h,
+            topo_head_h,
+            color_h,
+            s_prev_h,
+            u_h,
+            v_h,
+            s_last_h,
+            phase_h,
+        )
         t += 1
         di = d[i]
         for j in range(n):
@@ -191,12 +323,46 @@ def _dag_shortest_paths(A, s):
                 pi[j] = i
                 mark[j] = 1.0
         topo_head = topo[topo_head]
-    _dag_push(t, pi, d, mark, topo, topo_head, color, s_prev, u, v, s_last, 1.0,
-              pi_h, d_h, mark_h, topo_h, topo_head_h, color_h, s_prev_h, u_h, v_h, s_last_h,
-              phase_h)
+    _dag_push(
+        t,
+        pi,
+        d,
+        mark,
+        topo,
+        topo_head,
+        color,
+        s_prev,
+        u,
+        v,
+        s_last,
+        1.0,
+        pi_h,
+        d_h,
+        mark_h,
+        topo_h,
+        topo_head_h,
+        color_h,
+        s_prev_h,
+        u_h,
+        v_h,
+        s_last_h,
+        phase_h,
+    )
     t += 1
-    return (pi_h[:t], d_h[:t], mark_h[:t], topo_h[:t], topo_head_h[:t], color_h[:t],
-            s_prev_h[:t], u_h[:t], v_h[:t], s_last_h[:t], phase_h[:t], pi)
+    return (
+        pi_h[:t],
+        d_h[:t],
+        mark_h[:t],
+        topo_h[:t],
+        topo_head_h[:t],
+        color_h[:t],
+        s_prev_h[:t],
+        u_h[:t],
+        v_h[:t],
+        s_last_h[:t],
+        phase_h[:t],
+        pi,
+    )
 
 
 @register("dag_shortest_paths", negative_weights=True)
@@ -205,8 +371,17 @@ def dag_shortest_paths(A: np.ndarray, s: int):
         _dag_shortest_paths(A, s)
     )
     hints = {
-        "pi_h": pi_h, "d": d, "mark": mark, "topo_h": topo_h, "topo_head_h": topo_head_h,
-        "color": color, "s_prev": s_prev, "u": u, "v": v, "s_last": s_last, "phase": phase,
+        "pi_h": pi_h,
+        "d": d,
+        "mark": mark,
+        "topo_h": topo_h,
+        "topo_head_h": topo_head_h,
+        "color": color,
+        "s_prev": s_prev,
+        "u": u,
+        "v": v,
+        "s_last": s_last,
+        "phase": phase,
     }
     return hints, {"pi": pi}
 

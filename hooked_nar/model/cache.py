@@ -84,8 +84,10 @@ class NARCache(ActivationCache):
         keys = [f"steps.{t}.{name}" for t in range(self.num_steps)]
         missing = [k for k in keys if k not in self.cache_dict]
         if missing:
-            raise KeyError(f"{name!r} is not cached for every step (missing {missing[:3]}...); "
-                           "cache it with names_filter or run_with_cache without a filter")
+            raise KeyError(
+                f"{name!r} is not cached for every step (missing {missing[:3]}...); "
+                "cache it with names_filter or run_with_cache without a filter"
+            )
         values = torch.stack([self.cache_dict[k] for k in keys])
         graph, node = self._row_graph(values.shape[1])
         return StackedActivation(values, self.step_mask[graph].T, graph, node)
@@ -99,7 +101,9 @@ class NARCache(ActivationCache):
 
         st = self.stack(name)
         if st.values.shape[1] != self.batch.num_nodes:
-            raise ValueError(f"flatten needs a node-level hook; {name!r} has {st.values.shape[1]} rows")
+            raise ValueError(
+                f"flatten needs a node-level hook; {name!r} has {st.values.shape[1]} rows"
+            )
         step_idx, node_idx = st.mask.nonzero(as_tuple=True)
         rows = st.values[step_idx, node_idx]
         concepts = {}
@@ -109,5 +113,7 @@ class NARCache(ActivationCache):
             for cname, lab in labels.items():
                 out[cname] = lab[node_idx, step_idx]
             concepts[state] = out
-        index = RowIndex(st.graph[node_idx], st.node[node_idx], step_idx, concepts["computed"], concepts["read"])
+        index = RowIndex(
+            st.graph[node_idx], st.node[node_idx], step_idx, concepts["computed"], concepts["read"]
+        )
         return rows, index

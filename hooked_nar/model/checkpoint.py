@@ -88,18 +88,22 @@ def load_model(name_or_path: str | Path, expected_config: dict | None = None):
         raise ValueError(f"checkpoint {path}: unreadable {CONFIG_NAME} ({e})") from e
     for key, value in (expected_config or {}).items():
         if getattr(cfg, key) != value:
-            raise ValueError(f"checkpoint {path} has {key}={getattr(cfg, key)!r}, expected {value!r}")
+            raise ValueError(
+                f"checkpoint {path} has {key}={getattr(cfg, key)!r}, expected {value!r}"
+            )
     try:
         state = load_file(path / WEIGHTS_NAME)
     except (OSError, SafetensorError) as e:
         raise ValueError(f"checkpoint {path}: unreadable {WEIGHTS_NAME} ({e})") from e
     model = HookedNAR(cfg)
     own = model.state_dict()
-    bad = sorted(set(own) ^ set(state)) + [k for k in own if k in state and own[k].shape != state[k].shape]
+    bad = sorted(set(own) ^ set(state)) + [
+        k for k in own if k in state and own[k].shape != state[k].shape
+    ]
     if bad:
-        raise ValueError(f"checkpoint {path} does not match its config: mismatching tensors {bad[:5]}")
+        raise ValueError(
+            f"checkpoint {path} does not match its config: mismatching tensors {bad[:5]}"
+        )
     model.load_state_dict(state)
     model.metadata = payload.get("metadata", {})
     return model.eval()
-
-

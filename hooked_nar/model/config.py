@@ -48,14 +48,22 @@ class NARConfig:
         from hooked_nar.algorithms import ALGORITHMS
 
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm={self.algorithm!r} is unknown; valid: {', '.join(ALGORITHMS)}")
-        for name, valid in (("processor", PROCESSORS), ("aggregation", AGGREGATIONS), ("hint_mode", HINT_MODES)):
+            raise ValueError(
+                f"algorithm={self.algorithm!r} is unknown; valid: {', '.join(ALGORITHMS)}"
+            )
+        for name, valid in (
+            ("processor", PROCESSORS),
+            ("aggregation", AGGREGATIONS),
+            ("hint_mode", HINT_MODES),
+        ):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {valid}")
         if self.d_model <= 0 or self.num_layers <= 0:
             raise ValueError("d_model and num_layers must be positive")
         if self.processor == "transformer" and self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+            raise ValueError(
+                f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}"
+            )
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing={self.teacher_forcing} must lie in [0, 1]")
 

@@ -85,8 +85,17 @@ class Decoder(nn.Module):
         for f in output_fields:
             setattr(self, f"hook_{f.name}", HookPoint())
 
-    def forward(self, fields: list[Field], z, edge_fts, batch, edge_index, pointer_index,
-                num_graphs: int, hooks: nn.Module) -> dict[str, Tensor]:
+    def forward(
+        self,
+        fields: list[Field],
+        z,
+        edge_fts,
+        batch,
+        edge_index,
+        pointer_index,
+        num_graphs: int,
+        hooks: nn.Module,
+    ) -> dict[str, Tensor]:
         out = {}
         for f in fields:
             logits = self.heads[f.name](z, edge_fts, batch, edge_index, pointer_index, num_graphs)

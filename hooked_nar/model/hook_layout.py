@@ -64,7 +64,9 @@ class StepHooks(nn.Module):
             for name, module in LayerHooks(cfg).named_children():
                 setattr(self, name, module)
         else:
-            self.layers = nn.ModuleList(LayerHooks(cfg, with_output=True) for _ in range(cfg.num_layers))
+            self.layers = nn.ModuleList(
+                LayerHooks(cfg, with_output=True) for _ in range(cfg.num_layers)
+            )
         self.hook_node_out = HookPoint()  # [N, d] hidden state after the step
         self.decoder = HintDecoderHooks(hint_fields)
 

@@ -62,15 +62,21 @@ class HookedNAR(HookedRootModule):
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.input_fields = algorithm_fields(cfg.algorithm, "input")
-        self.hint_fields = [] if cfg.hint_mode == "none" else algorithm_fields(cfg.algorithm, "hint")
+        self.hint_fields = (
+            [] if cfg.hint_mode == "none" else algorithm_fields(cfg.algorithm, "hint")
+        )
         self.output_fields = algorithm_fields(cfg.algorithm, "output")
         self.dense_pointers = cfg.algorithm in DENSE_POINTER_ALGORITHMS
         encoded = [] if cfg.hint_mode != "encoded" else self._encodable(self.hint_fields)
         self.encoder = Encoder(cfg.d_model, self.input_fields, encoded)
         self.processor = PROCESSOR_CLASSES[cfg.processor](cfg)
         self.readout = nn.Linear(cfg.d_model, cfg.d_model) if cfg.global_readout else None
-        self.decoder = Decoder(cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers)
-        self.steps = nn.ModuleList(StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps))
+        self.decoder = Decoder(
+            cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers
+        )
+        self.steps = nn.ModuleList(
+            StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
+        )
         self._sae_splices: dict[str, SAESplice] = {}  # full hook name -> splice (add_sae)
         self._sae_every_step: dict[str, tuple] = {}  # hook -> (sae, use_error_term), steps=None
         self.setup()
@@ -92,7 +98,9 @@ class HookedNAR(HookedRootModule):
             )
         hint_fields = self.hint_fields
         first_new = len(self.steps)
-        self.steps.extend(StepHooks(self.cfg, hint_fields) for _ in range(num_steps - len(self.steps)))
+        self.steps.extend(
+            StepHooks(self.cfg, hint_fields) for _ in range(num_steps - len(self.steps))
+        )
         for hook, (sae, use_error_term) in self._sae_every_step.items():  # add_sae(steps=None)
             for t in range(first_new, num_steps):
                 self._splice_sae(sae, t, hook, use_error_term)
@@ -104,9 +112,13 @@ class HookedNAR(HookedRootModule):
             hint = f"; did you mean {close}?" if close else ""
             raise ValueError(f"hook name {name!r} does not exist in this HookedNAR{hint}")
 
-    def add_hook(self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False) -> None:
+    def add_hook(
+        self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False
+    ) -> None:
         self._check_hook_name(name)
-        super().add_hook(name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
+        super().add_hook(
+            name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend
+        )
 
     def _enable_hook(self, name, hook, dir):  # the path taken by hooks() / run_with_hooks
         self._check_hook_name(name)
@@ -202,12 +214,17 @@ class HookedNAR(HookedRootModule):
                     f"hook={hook!r}: give a per-step name ('hook_node_out') and steps="
                 )
             hook, steps = rest, [int(t)]
-        valid = [n for n, m in self.steps[0].named_modules()
-                 if isinstance(m, HookPoint) and ".hook_sae_" not in n]
+        valid = [
+            n
+            for n, m in self.steps[0].named_modules()
+            if isinstance(m, HookPoint) and ".hook_sae_" not in n
+        ]
         if hook not in valid:
             close = difflib.get_close_matches(hook, valid, n=3)
-            raise ValueError(f"hook={hook!r} is not a hook point of a processor step"
-                             + (f"; did you mean {close}?" if close else f"; valid: {valid}"))
+            raise ValueError(
+                f"hook={hook!r} is not a hook point of a processor step"
+                + (f"; did you mean {close}?" if close else f"; valid: {valid}")
+            )
         d_in = getattr(sae.cfg, "d_in", None)
         d_model_hook = hook.rpartition(".")[2] in ("hook_node_in", "hook_node_out")
         if d_model_hook and d_in != self.cfg.d_model:
@@ -219,8 +236,10 @@ class HookedNAR(HookedRootModule):
             targets = [steps] if isinstance(steps, int) else list(steps)
         for t in targets:
             if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(self.steps):
-                raise ValueError(f"steps contains {t!r}; this model has hook points for steps 0.."
-                                 f"{len(self.steps) - 1} (model.ensure_steps(n) builds more)")
+                raise ValueError(
+                    f"steps contains {t!r}; this model has hook points for steps 0.."
+                    f"{len(self.steps) - 1} (model.ensure_steps(n) builds more)"
+                )
         return hook, sorted(set(targets)), every
 
     def _splice_sae(self, sae, step: int, hook: str, use_error_term: bool) -> None:
@@ -259,27 +278,35 @@ class HookedNAR(HookedRootModule):
             hooks = self.steps[t]
             node_fts, edge_fts, graph_fts = node_emb, edge_emb, graph_emb
             if fed_hints:
-                node_fts, edge_fts, graph_fts = self.encoder.encode_hints(fed_hints, node_emb, edge_emb, graph_emb)
+                node_fts, edge_fts, graph_fts = self.encoder.encode_hints(
+                    fed_hints, node_emb, edge_emb, graph_emb
+                )
             h = hooks.hook_node_in(h)
             if self.readout is not None:
                 pooled = scatter(h, node_batch, 0, dim_size=B, reduce="max")
                 graph_fts = hooks.hook_graph_in(graph_fts + self.readout(pooled))
             for layer in range(self.cfg.num_layers):
-                h = self.processor(node_fts, edge_fts, graph_fts, h, node_batch, ei, hooks.layer(layer))
+                h = self.processor(
+                    node_fts, edge_fts, graph_fts, h, node_batch, ei, hooks.layer(layer)
+                )
                 if hooks.layers is not None:
                     h = hooks.layers[layer].hook_node_out(h)
             h = hooks.hook_node_out(h)
             last_h = torch.where((last_step == t)[:, None], h, last_h)
             if self.hint_fields:
                 z = torch.cat([h, node_emb], -1)
-                step_logits = self.decoder(self.hint_fields, z, edge_emb, node_batch, ei, pidx, B, hooks.decoder)
+                step_logits = self.decoder(
+                    self.hint_fields, z, edge_emb, node_batch, ei, pidx, B, hooks.decoder
+                )
                 for name, lg in step_logits.items():
                     hint_logits[name].append(lg)
                 if self.cfg.hint_mode == "encoded":
                     fed_hints = self._next_fed_hints(batch, t + 1, step_logits, pidx)
 
         z = torch.cat([last_h, node_emb], -1)
-        outputs = self.decoder(self.output_fields, z, edge_emb, node_batch, ei, pidx, B, self.decoder)
+        outputs = self.decoder(
+            self.output_fields, z, edge_emb, node_batch, ei, pidx, B, self.decoder
+        )
         hints = {k: torch.stack(v, dim=1) for k, v in hint_logits.items()}
         logits = NARLogits(outputs, hints, pidx, num_steps)
         if return_type == "logits":
@@ -291,10 +318,14 @@ class HookedNAR(HookedRootModule):
         algorithm = getattr(batch, "algorithm", None)
         algorithms = set(algorithm) if isinstance(algorithm, (list, tuple)) else {algorithm}
         if algorithms != {self.cfg.algorithm}:
-            raise ValueError(f"batch holds {sorted(map(str, algorithms))} but this model runs {self.cfg.algorithm!r}")
+            raise ValueError(
+                f"batch holds {sorted(map(str, algorithms))} but this model runs {self.cfg.algorithm!r}"
+            )
         missing = [f.name for f in self.input_fields if f.name not in batch]
         if missing or "length" not in batch:
-            raise ValueError(f"batch lacks fields {missing + (['length'] if 'length' not in batch else [])}")
+            raise ValueError(
+                f"batch lacks fields {missing + (['length'] if 'length' not in batch else [])}"
+            )
 
     def _true_hints(self, batch, step: int, pidx: Tensor) -> dict[str, Tensor]:
         T = batch[self.hint_fields[0].name].shape[1]
@@ -305,7 +336,11 @@ class HookedNAR(HookedRootModule):
         }
 
     def _next_fed_hints(self, batch, step: int, step_logits, pidx) -> dict[str, Tensor]:
-        if self.training and self.cfg.teacher_forcing > 0 and random.random() < self.cfg.teacher_forcing:
+        if (
+            self.training
+            and self.cfg.teacher_forcing > 0
+            and random.random() < self.cfg.teacher_forcing
+        ):
             return self._true_hints(batch, step, pidx)
         return {
             f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
@@ -317,7 +352,9 @@ class HookedNAR(HookedRootModule):
         """Save to ``path`` (``config.json`` + ``model.safetensors``), atomically."""
         from hooked_nar.model.checkpoint import save_model
 
-        return save_model(self, path, metadata if metadata is not None else getattr(self, "metadata", None))
+        return save_model(
+            self, path, metadata if metadata is not None else getattr(self, "metadata", None)
+        )
 
     @classmethod
     def from_pretrained(cls, name_or_path, **expected_config) -> HookedNAR:
@@ -335,7 +372,9 @@ class HookedNAR(HookedRootModule):
         total = logits.pointer_index.new_zeros((), dtype=torch.float32)
         for f in self.output_fields:
             valid = torch.ones(self._rows(f, batch), dtype=torch.bool, device=total.device)
-            total = total + typed_fields.field_loss(f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index)
+            total = total + typed_fields.field_loss(
+                f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index
+            )
         if self.hint_fields:
             target_steps = hint_step_mask(batch, logits.num_steps)  # [B, S]
             for f in self.hint_fields:
@@ -344,12 +383,18 @@ class HookedNAR(HookedRootModule):
                 if S == 0:
                     continue
                 valid = target_steps[row_graph(f, batch)][:, :S]
-                total = total + typed_fields.field_loss(f, logits.hints[f.name][:, :S], target, valid, batch, logits.pointer_index)
+                total = total + typed_fields.field_loss(
+                    f, logits.hints[f.name][:, :S], target, valid, batch, logits.pointer_index
+                )
         return total
 
     @staticmethod
     def _rows(f: Field, batch) -> int:
-        return {"node": batch.num_nodes, "edge": batch.edge_index.shape[1], "graph": batch.num_graphs}[f.location]
+        return {
+            "node": batch.num_nodes,
+            "edge": batch.edge_index.shape[1],
+            "graph": batch.num_graphs,
+        }[f.location]
 
     @torch.no_grad()
     def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:
@@ -358,10 +403,15 @@ class HookedNAR(HookedRootModule):
         Pointers are the parent's index within its graph ``[N]``, comparable to CLRS's ``pi``.
         """
         logits = self(batch)
-        out = {f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index) for f in self.output_fields}
+        out = {
+            f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index)
+            for f in self.output_fields
+        }
         if hints:
             for f in self.hint_fields:
-                out[f.name] = typed_fields.decode(f, logits.hints[f.name], batch, logits.pointer_index)
+                out[f.name] = typed_fields.decode(
+                    f, logits.hints[f.name], batch, logits.pointer_index
+                )
         return out
 
 
@@ -400,7 +450,9 @@ class SAESplice(HookPoint):
     def forward(self, x: Tensor) -> Tensor:
         d_in = self.sae.cfg.d_in
         if x.shape[-1] != d_in:
-            raise ValueError(f"the SAE at {self.name} has d_in={d_in}, activations have {x.shape[-1]}")
+            raise ValueError(
+                f"the SAE at {self.name} has d_in={d_in}, activations have {x.shape[-1]}"
+            )
         own = {name: self._modules[name] for name in self.sae.hook_dict if name in self._modules}
         out = self._run(x, own)
         if self.use_error_term:
@@ -415,4 +467,3 @@ def hint_step_mask(batch, num_steps: int) -> Tensor:
     """``[B, S]``: processor step t of graph g is supervised (hint t+1 exists, t+1 < T_g)."""
     t = torch.arange(num_steps, device=batch.length.device)
     return (t[None, :] + 1) < batch.length.view(-1, 1)
-

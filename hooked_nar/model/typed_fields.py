@@ -28,8 +28,9 @@ def log_probs(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Ten
     return segment_log_softmax(logits, index, batch.num_graphs)
 
 
-def field_loss(field: Field, logits: Tensor, target: Tensor, valid: Tensor, batch,
-               pointer_index: Tensor) -> Tensor:
+def field_loss(
+    field: Field, logits: Tensor, target: Tensor, valid: Tensor, batch, pointer_index: Tensor
+) -> Tensor:
     """Mean loss over the valid rows (``valid`` [X(, S)] bool, node/edge/graph rows).
 
     mask: BCE; scalar: MSE; categorical, mask_one, pointer: cross-entropy.
@@ -87,7 +88,9 @@ def decode(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor
 
 def scatter_max_rows(src: Tensor, index: Tensor, size: int) -> Tensor:
     out = src.new_full((size, *src.shape[1:]), float("-inf"))
-    return out.scatter_reduce(0, index.view(-1, *([1] * (src.dim() - 1))).expand_as(src), src, "amax")
+    return out.scatter_reduce(
+        0, index.view(-1, *([1] * (src.dim() - 1))).expand_as(src), src, "amax"
+    )
 
 
 def soft_values(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor:
