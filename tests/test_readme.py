@@ -15,3 +15,16 @@ def test_quick_start_runs():
     rows, index = scope["rows"], scope["index"]
     assert rows.shape[0] == len(index) > 0
     assert not scope["patched"].outputs["pi"].equal(scope["logits"].outputs["pi"])
+
+
+def test_sae_and_patching_block_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"## SAEs and patching in short\n\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # it saves runs/readme/sae
+    scope: dict = {}
+    exec(compile(code, "README SAE block", "exec"), scope)
+    assert (tmp_path / "runs/readme/sae/cfg.json").is_file()
+    assert scope["analysis"]["best"]["is_visited"]["auroc"] >= 0.95
+    assert "hook_node_out.hook_sae_acts_post" in " ".join(scope["cache"].keys())
+    assert scope["test"].concept == "is_visited" and scope["test"].feature == scope["feature"]
+    assert not scope["ablated"].hints["reach_h"].equal(scope["logits"].hints["reach_h"])

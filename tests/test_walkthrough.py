@@ -32,3 +32,7 @@ def test_walkthrough_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
     assert re.search(r"prediction changed: [1-9]", out)
     auroc = re.search(r"is_visited\s+feature\s+\d+\s+AUROC (\d\.\d+)", out)
     assert auroc and float(auroc.group(1)) >= 0.9
+    # ablating it lowers the visited logits, and the causal test states a verdict
+    logits = re.search(r"clean (-?\d+\.\d+), feature \d+ ablated (-?\d+\.\d+)", out)
+    assert logits and float(logits.group(2)) < float(logits.group(1))
+    assert re.search(r"bfs is_visited: feature \d+ \(AUROC .*verdict: \w+", out)
