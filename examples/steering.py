@@ -135,12 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from hooked_nar.atomic import write_json_atomic, write_text_atomic
     from hooked_nar.concepts import CONCEPTS
-    from hooked_nar.data import CLRSDataset
     from hooked_nar.model import HookedNAR
     from patching import CAUSAL_RULE, causal_concept_test, passes_rule
-    from patching.cli import load_or_train_sae
+    from patching.cli import causal_data, load_or_train_sae
     from patching.plots import dose_response
-    from sae import ActivationStore
 
     out = Path(args.output or f"runs/steering/{args.algorithm}")
     out.mkdir(parents=True, exist_ok=True)
@@ -149,14 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = HookedNAR.from_pretrained(args.algorithm, algorithm=args.algorithm)
     sae, sae_text = load_or_train_sae(args.sae, model, out, args.seed, say)
-    sizes = (args.nodes,)
-    store_data = CLRSDataset(
-        args.algorithm, args.store_graphs, sizes=sizes, seed=20_000 + args.seed, progress=False
-    )
-    test_data = CLRSDataset(
-        args.algorithm, args.num_graphs, sizes=sizes, seed=30_000 + args.seed, progress=False
-    )
-    store = ActivationStore.from_model(model, store_data, model_name=args.algorithm, progress=False)
+    store, test_data = causal_data(model, args.store_graphs, args.num_graphs, args.nodes, args.seed)
     hints = {f.name for f in model.hint_fields}
     concepts = [
         c

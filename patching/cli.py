@@ -21,7 +21,7 @@ from pathlib import Path
 from hooked_nar.atomic import write_json_atomic, write_text_atomic
 from hooked_nar.study import PROG, UsageError
 
-__all__ = ["load_or_train_sae", "patch_main", "patch_parser"]
+__all__ = ["causal_data", "load_or_train_sae", "patch_main", "patch_parser"]
 
 
 def load_or_train_sae(
@@ -52,6 +52,19 @@ def load_or_train_sae(
         f"{settings['options']} on {len(store)} rows of 512 ER graphs (n in {TRAIN_SIZES}, "
         f"seed {seed}); saved to `sae/`"
     )
+
+
+def causal_data(model, store_graphs: int, num_graphs: int, nodes: int, seed: int = 0):
+    """``(store, test_graphs)`` of a causal experiment: an ActivationStore of ``store_graphs``
+    ER graphs (seed ``20_000 + seed``), where each concept's best feature is chosen, and
+    ``num_graphs`` fresh test graphs (seed ``30_000 + seed``), all with ``nodes`` nodes."""
+    from hooked_nar.data import CLRSDataset
+    from sae import ActivationStore
+
+    alg = model.cfg.algorithm
+    store_data = CLRSDataset(alg, store_graphs, sizes=(nodes,), seed=20_000 + seed, progress=False)
+    test = CLRSDataset(alg, num_graphs, sizes=(nodes,), seed=30_000 + seed, progress=False)
+    return ActivationStore.from_model(model, store_data, model_name=alg, progress=False), test
 
 
 def patch_parser(default_output: str = "runs/patch/ALGORITHM") -> argparse.ArgumentParser:
@@ -130,10 +143,8 @@ def _patch(args, argv: list[str], default_output: str) -> int:
     from hooked_nar.algorithms import ALGORITHMS
     from hooked_nar.cli import check_output_dir
     from hooked_nar.concepts import CONCEPTS
-    from hooked_nar.data import CLRSDataset
     from patching.causal import CAUSAL_RULE, causal_concept_tests, concept_tests_table
     from patching.report import causal_sections
-    from sae import ActivationStore
     from sae.cli import load_model
 
     if args.algorithm not in ALGORITHMS:
@@ -155,14 +166,7 @@ def _patch(args, argv: list[str], default_output: str) -> int:
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
 
     sae, sae_text = load_or_train_sae(args.sae, model, out, args.seed, say)
-    sizes = (args.nodes,)
-    store_data = CLRSDataset(
-        args.algorithm, args.store_graphs, sizes=sizes, seed=20_000 + args.seed, progress=False
-    )
-    test_data = CLRSDataset(
-        args.algorithm, args.num_graphs, sizes=sizes, seed=30_000 + args.seed, progress=False
-    )
-    store = ActivationStore.from_model(model, store_data, model_name=args.algorithm, progress=False)
+    store, test_data = causal_data(model, args.store_graphs, args.num_graphs, args.nodes, args.seed)
     say(f"store: {len(store)} rows; causal tests on {len(test_data)} graphs")
     tests = causal_concept_tests(
         model,
