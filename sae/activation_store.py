@@ -26,10 +26,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+from safetensors.torch import save
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.hook_points import HookPoint
 
+from hooked_nar.atomic import write_bytes_atomic, write_text_atomic
 from hooked_nar.model.cache import RowIndex
 
 __all__ = ["ActivationStore"]
@@ -51,32 +53,6 @@ def _as_hooks(hooks: str | Sequence[str]) -> list[str]:
     if len(set(out)) != len(out):
         raise ValueError(f"hooks={out} has duplicates")
     return out
-
-
-def _atomic_save_file(tensors: dict[str, Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _chunk_tensors(acts: dict[str, Tensor], index: RowIndex) -> dict[str, Tensor]:
@@ -431,7 +407,7 @@ class _ShardWriter:
         head = {k: v[:rows] for k, v in merged.items()}
         rest = {k: v[rows:] for k, v in merged.items()}
         name = f"shard_{len(self.shards):05d}.safetensors"
-        _atomic_save_file(head, self.tmp / name)
+        write_bytes_atomic(self.tmp / name, save({k: v.contiguous() for k, v in head.items()}))
         self.shards.append({"file": name, "num_rows": int(head["index/graph"].shape[0])})
         self.dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in head.items()}
         self.d_in = {k[5:]: int(v.shape[1]) for k, v in head.items() if k.startswith("acts/")}
@@ -453,7 +429,7 @@ class _ShardWriter:
                 "shards": self.shards,
                 "tensors": self.dtypes,
             }
-            _atomic_write_text(json.dumps(manifest, indent=1), self.tmp / MANIFEST)
+            write_text_atomic(self.tmp / MANIFEST, json.dumps(manifest, indent=1))
             if self.path.exists():
                 old = self.path.with_name(f".{self.path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
