@@ -635,34 +635,78 @@ def causal_concept_test(
     control features' clamp values (a dose for dose-response curves); ``sites_per_graph``: steering sites drawn per graph; ``rule``: overrides of
     :data:`CAUSAL_RULE`. Returns a :class:`ConceptTest`.
     """
-    c = _concept(model, concept)
-    if c.dtype != torch.bool:
+    if _concept(model, concept).dtype != torch.bool:
         raise ValueError(
             f"concept={concept!r} is a scalar concept; it is not tested (correlational only)"
         )
-    hook = _sae_hook(model, sae, None)
-    show = _progress(progress)
-    _check_options(sae, feature, mode, num_controls, sites_per_graph, num_graphs, batch_size)
-    setup = _setup(model, sae, store, hook, store_graphs, sizes, seed, show)
-    if dataset is None:
-        dataset = _default_dataset(model.cfg.algorithm, num_graphs, sizes, 30_000 + seed)
-    return _run_test(
+    (test,) = _run_tests(
         model,
         sae,
-        concept,
+        [concept],
         dataset,
-        setup,
+        store,
         feature=feature,
+        steer_value=steer_value,
         mode=mode,
         num_controls=num_controls,
-        steer_value=steer_value,
         steer_scale=steer_scale,
+        num_graphs=num_graphs,
+        sizes=sizes,
         sites_per_graph=sites_per_graph,
+        store_graphs=store_graphs,
         batch_size=batch_size,
         seed=seed,
         rule=rule,
-        show=show,
+        progress=progress,
     )
+    return test
+
+
+def _run_tests(
+    model,
+    sae,
+    concepts: Sequence[str],
+    dataset,
+    store,
+    *,
+    feature: int | None,
+    steer_value: float | None,
+    num_graphs: int,
+    sizes: Sequence[int],
+    store_graphs: int,
+    progress: bool | None,
+    **options,
+) -> list[ConceptTest]:
+    """Check the options, build the shared store statistics and test dataset once, and run
+    :func:`_run_test` for each of ``concepts`` (boolean concepts of the model's algorithm)."""
+    hook = _sae_hook(model, sae, None)
+    _check_options(
+        sae,
+        feature,
+        options["mode"],
+        options["num_controls"],
+        options["sites_per_graph"],
+        num_graphs,
+        options["batch_size"],
+    )
+    show = _progress(progress)
+    setup = _setup(model, sae, store, hook, store_graphs, sizes, options["seed"], show)
+    if dataset is None:
+        dataset = _default_dataset(model.cfg.algorithm, num_graphs, sizes, 30_000 + options["seed"])
+    return [
+        _run_test(
+            model,
+            sae,
+            c,
+            dataset,
+            setup,
+            feature=feature,
+            steer_value=steer_value,
+            show=show,
+            **options,
+        )
+        for c in concepts
+    ]
 
 
 def _check_options(sae, feature, mode, num_controls, sites_per_graph, num_graphs, batch_size):
@@ -931,29 +975,23 @@ def causal_concept_tests(
     for c in concepts:
         _concept(model, c)
     concepts = [c for c in concepts if table[c].dtype == torch.bool]
-    hook = _sae_hook(model, sae, None)
-    _check_options(sae, None, mode, num_controls, sites_per_graph, num_graphs, batch_size)
-    show = _progress(progress)
-    setup = _setup(model, sae, store, hook, store_graphs, sizes, seed, show)
-    if dataset is None:
-        dataset = _default_dataset(alg, num_graphs, sizes, 30_000 + seed)
-    return [
-        _run_test(
-            model,
-            sae,
-            c,
-            dataset,
-            setup,
-            feature=None,
-            mode=mode,
-            num_controls=num_controls,
-            steer_value=None,
-            steer_scale=steer_scale,
-            sites_per_graph=sites_per_graph,
-            batch_size=batch_size,
-            seed=seed,
-            rule=rule,
-            show=show,
-        )
-        for c in concepts
-    ]
+    return _run_tests(
+        model,
+        sae,
+        concepts,
+        dataset,
+        store,
+        feature=None,
+        steer_value=None,
+        mode=mode,
+        num_controls=num_controls,
+        steer_scale=steer_scale,
+        num_graphs=num_graphs,
+        sizes=sizes,
+        sites_per_graph=sites_per_graph,
+        store_graphs=store_graphs,
+        batch_size=batch_size,
+        seed=seed,
+        rule=rule,
+        progress=progress,
+    )
