@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     from hooked_nar.model import HookedNAR
     from hooked_nar.model.checkpoint import shipped_checkpoints
 
-    p = argparse.ArgumentParser(description="Evaluate HookedNAR checkpoints with CLRS metrics.")
+    p = argparse.ArgumentParser(
+        prog="hooked-nar evaluate", description="Evaluate HookedNAR checkpoints with CLRS metrics."
+    )
     p.add_argument(
         "--checkpoint",
         action="append",

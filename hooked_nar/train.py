@@ -172,7 +172,9 @@ def _checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train a HookedNAR on a CLRS algorithm (CPU friendly).")
+    p = argparse.ArgumentParser(
+        prog="hooked-nar train", description="Train a HookedNAR on a CLRS algorithm (CPU friendly)."
+    )
     p.add_argument("--algorithm", required=True)
     p.add_argument("--processor", default="mpnn", choices=["mpnn", "triplet_gmpnn", "transformer"])
     p.add_argument("--d-model", type=int, default=128)

@@ -757,6 +757,7 @@ def site_control(
         seed=seed,
         sites_per_graph=sizes,
         all_sites=float(eff[C + 1].nanmean()),
+        control=f"{C} random site sets, same size",
     )
     return CausalResult.from_per_graph(
         f"top {fraction:.0%} sites at {hook} ({direction})",

@@ -147,12 +147,14 @@ class CausalResult:
         return asdict(self)
 
     def row(self) -> list[str]:
-        """``[name, metric, effect [lo, hi], control [lo, hi], separated]`` as text."""
+        """``[name, metric, effect [lo, hi], control kind, control [lo, hi], separated]`` as
+        text; the control kind is ``settings["control"]`` ("-" without one)."""
         ci = lambda v, c: f"{v:.3f} [{c[0]:.3f}, {c[1]:.3f}]"  # noqa: E731
         return [
             self.name,
             self.metric,
             ci(self.effect, self.effect_ci),
+            str(self.settings.get("control", "-")),
             ci(self.control, self.control_ci),
             "yes" if self.separated else "no",
         ]
@@ -163,7 +165,14 @@ class CausalResult:
 
 def results_table(results: list[CausalResult], markdown: bool = False) -> str:
     """Results as an aligned text table (or a GitHub markdown table)."""
-    header = ["intervention", "metric", "effect [95% CI]", "control [95% CI]", "effect > control"]
+    header = [
+        "intervention",
+        "metric",
+        "effect [95% CI]",
+        "control",
+        "control [95% CI]",
+        "effect > control",
+    ]
     rows = [r.row() for r in results]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
