@@ -45,7 +45,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -57,6 +56,8 @@ from time import perf_counter
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from peak_rss import peak_rss_kib, reset_peak_rss, status_kib  # noqa: E402
 
 from hooked_nar.data import CLRSDataset, CLRSLoader  # noqa: E402
 from hooked_nar.model import HookedNAR  # noqa: E402
@@ -155,30 +156,6 @@ def bench_case(algorithm: str, graphs: int, n: int, repeats: int) -> dict:
     return res
 
 
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_kib() -> int:
-    hwm = _proc_status_kib("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def rss_child(algorithm: str, datasets) -> dict:
     """Run in a fresh process: per dataset and mode, peak-RSS growth of one collection.
 
@@ -196,11 +173,11 @@ def rss_child(algorithm: str, datasets) -> dict:
                 collect(mode, model, dataset[:2], tmp)
             for mode in MODES:
                 gc.collect()
-                reset = _reset_peak_rss()
-                rss0 = _proc_status_kib("VmRSS") or 0
-                peak0 = _peak_rss_kib()
+                reset = reset_peak_rss()
+                rss0 = status_kib("VmRSS") or 0
+                peak0 = peak_rss_kib()
                 _, stored = collect(mode, model, dataset, tmp)
-                peak1 = _peak_rss_kib()
+                peak1 = peak_rss_kib()
                 base = rss0 if reset else peak0
                 growth = (peak1 - base) * 1024
                 out[f"{graphs},{n},{mode}"] = {"peak_growth": growth, "reset": reset}

@@ -36,7 +36,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 from time import perf_counter
 
 import torch
+from peak_rss import peak_rss_kib, reset_peak_rss, status_kib
 from transformer_lens.hook_points import HookPoint
 
 from hooked_nar.data import CLRSDataset, collate
@@ -180,30 +180,6 @@ def bench_case(algorithm: str, graphs: int, n: int, repeats: int, target_s: floa
     }
 
 
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_kib() -> int:
-    hwm = _proc_status_kib("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 @torch.no_grad()
 def rss_child(algorithm: str, graphs: int, n: int, d_model: int | None) -> dict:
     """Run in a fresh process: peak-RSS growth caused by one ``run_with_cache``.
@@ -216,15 +192,15 @@ def rss_child(algorithm: str, graphs: int, n: int, d_model: int | None) -> dict:
     batch = make_batch(algorithm, graphs, n)
     model(batch)
     gc.collect()
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     for _ in range(3):  # plain forwards: their peak is the baseline
         model(batch)
-    peak0 = _peak_rss_kib()
+    peak0 = peak_rss_kib()
     _, cache = model.run_with_cache(batch)
-    peak1 = _peak_rss_kib()
-    rss1 = _proc_status_kib("VmRSS") or 0
+    peak1 = peak_rss_kib()
+    rss1 = status_kib("VmRSS") or 0
     stacked = cache.stack("hook_node_out")
-    rss2 = _proc_status_kib("VmRSS") or 0
+    rss2 = status_kib("VmRSS") or 0
     _, nbytes, unique = cache_bytes(cache)
     del stacked
     return {"cache_peak_growth": (peak1 - peak0) * 1024, "stack_rss_growth": (rss2 - rss1) * 1024,
