@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hooked_nar.atomic import write_json_atomic, write_text_atomic
 from hooked_nar.study import PROG, UsageError
+from sae.cli import add_model_arguments
 
 __all__ = ["causal_data", "load_or_train_sae", "patch_main", "patch_parser"]
 
@@ -74,12 +75,7 @@ def patch_parser(default_output: str = "runs/patch/ALGORITHM") -> argparse.Argum
         "beside frequency-matched features and steer it beside random directions; write "
         "report.md, results.json and PNGs.",
     )
-    p.add_argument("--algorithm", default="bfs", help="algorithm (default: bfs)")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
-    )
+    add_model_arguments(p, default_output)
     p.add_argument(
         "--sae",
         default=None,
@@ -87,7 +83,6 @@ def patch_parser(default_output: str = "runs/patch/ALGORITHM") -> argparse.Argum
         help="SAELens directory trained on the checkpoint's hook_node_out (e.g. the "
         "sae/ folder of `hooked-nar study`); default: train the recipe's SAE",
     )
-    p.add_argument("--output", "-o", default=None, help=f"output folder (default {default_output})")
     p.add_argument(
         "--concepts",
         nargs="+",

@@ -137,6 +137,18 @@ def collect_main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- train-sae
 
 
+def add_model_arguments(p: argparse.ArgumentParser, default_output: str) -> None:
+    """``--algorithm``, ``--checkpoint`` and ``--output`` / ``-o``, shared by ``train-sae``
+    and ``patch``."""
+    p.add_argument("--algorithm", default="bfs", help="algorithm (default: bfs)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
+    )
+    p.add_argument("--output", "-o", default=None, help=f"output folder (default {default_output})")
+
+
 def train_sae_parser() -> argparse.ArgumentParser:
     from sae.pipeline import DEFAULT_RECIPE
 
@@ -147,15 +159,7 @@ def train_sae_parser() -> argparse.ArgumentParser:
         "feature of every concept (AUROC, F1, probes with shuffled controls), and write "
         "report.md, results.json, PNGs and the SAE (a SAELens directory).",
     )
-    p.add_argument("--algorithm", default="bfs", help="algorithm (default: bfs)")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
-    )
-    p.add_argument(
-        "--output", "-o", default=None, help="output folder (default runs/sae/ALGORITHM)"
-    )
+    add_model_arguments(p, "runs/sae/ALGORITHM")
     p.add_argument(
         "--sae",
         default=None,
