@@ -12,56 +12,34 @@
   features, monosemantic features, top examples; :func:`linear_probe` baselines.
 - :func:`run_sweep`, :func:`analyse_sae`, :func:`write_report`, :mod:`sae.plots`.
 
-``sae_lens`` is imported only inside the functions that need it.
+``sae_lens`` is imported only inside the functions that need it, and every name here is
+imported from its submodule on first use (:mod:`hooked_nar.lazy`).
 """
 
-from sae.activation_store import ActivationStore
-from sae.concepts import (
-    MONOSEMANTIC_RULE,
-    ConceptScores,
-    auroc,
-    best_f1,
-    best_features,
-    concepts_with_feature,
-    feature_concept_scores,
-    monosemantic_features,
-    pearson,
-    spearman,
-    top_examples,
-)
-from sae.evaluate import downstream, evaluate_sae, reconstruction
-from sae.io import load_sae, save_sae
-from sae.probes import ProbeResult, graph_split, linear_probe, probe_concepts
-from sae.report import analyse_sae, write_report
-from sae.sweep import run_sweep
-from sae.training import ARCHITECTURES, make_config, train_sae
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ARCHITECTURES",
-    "MONOSEMANTIC_RULE",
-    "ActivationStore",
-    "ConceptScores",
-    "ProbeResult",
-    "analyse_sae",
-    "auroc",
-    "best_f1",
-    "best_features",
-    "concepts_with_feature",
-    "downstream",
-    "evaluate_sae",
-    "feature_concept_scores",
-    "graph_split",
-    "linear_probe",
-    "load_sae",
-    "make_config",
-    "monosemantic_features",
-    "pearson",
-    "probe_concepts",
-    "reconstruction",
-    "run_sweep",
-    "save_sae",
-    "spearman",
-    "top_examples",
-    "train_sae",
-    "write_report",
-]
+from hooked_nar.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
+
+if TYPE_CHECKING:
+    from sae.activation_store import ActivationStore
+    from sae.concepts import (
+        MONOSEMANTIC_RULE,
+        ConceptScores,
+        auroc,
+        best_f1,
+        best_features,
+        concepts_with_feature,
+        feature_concept_scores,
+        monosemantic_features,
+        pearson,
+        spearman,
+        top_examples,
+    )
+    from sae.evaluate import downstream, evaluate_sae, reconstruction
+    from sae.io import load_sae, save_sae
+    from sae.probes import ProbeResult, graph_split, linear_probe, probe_concepts
+    from sae.report import analyse_sae, write_report
+    from sae.sweep import run_sweep
+    from sae.training import ARCHITECTURES, make_config, train_sae
