@@ -53,9 +53,9 @@ def _group_means(result, cfs, hook: str) -> dict[str, float]:
 
 
 def _step_plot(results: dict, path: Path, title: str) -> Path:
-    from hooked_nar.plotting import _pyplot, save_figure
+    from hooked_nar.plotting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
     for (name, res), colour in zip(results.items(), ("#1f78b4", "#e31a1c"), strict=False):
         eff = res["hook_node_out"].numpy()

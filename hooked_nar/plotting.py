@@ -54,7 +54,8 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (figures are only saved)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -69,7 +70,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
         with atomic_file(path) as fh:
             fig.savefig(fh, format="png", dpi=dpi)
     finally:
-        _pyplot().close(fig)
+        pyplot().close(fig)
     return Path(path)
 
 
@@ -302,7 +303,7 @@ def draw_graph_panels(
     has_legend = bool(legend) or source is not None or ptrs is not None or outl is not None
     extra_w = 1.2 if kind == "scalar" else 0.0
     label_w = 0.5 if row_labels is not None else 0
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         grid_rows,
         grid_cols,

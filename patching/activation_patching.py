@@ -791,14 +791,14 @@ def plot_effects(
     """
     from matplotlib.colors import Normalize
 
-    from hooked_nar.plotting import _pyplot, save_figure
+    from hooked_nar.plotting import pyplot, save_figure
 
     results = list(results)
     if not results:
         raise ValueError("results is empty")
     if titles is not None and len(titles) != len(results):
         raise ValueError(f"titles has {len(titles)} entries for {len(results)} results")
-    plt = _pyplot()
+    plt = pyplot()
     tables = []
     for r in results:
         x = r.graph(g, hook).double()

@@ -13,19 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from hooked_nar.plotting import pyplot
+
 __all__ = ["causal_bars", "dose_response", "draw_before_after", "graph_adjacency", "result_bars"]
 
 _EFFECT = "#1f78b4"
 _CONTROLS = ("#b2df8a", "#fdbf6f", "#cab2d6")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _err(value: float, ci: Sequence[float]) -> tuple[float, float]:
@@ -70,7 +63,7 @@ def result_bars(results, path: str | os.PathLike, title: str | None = None) -> P
 
     if not results:
         raise ValueError("results is empty")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(results) + 2), 3.4), layout="constrained")
     _bars(
         ax,
@@ -95,7 +88,7 @@ def causal_bars(tests, path: str | os.PathLike, title: str | None = None) -> Pat
     if not tests:
         raise ValueError("tests is empty")
     groups = [f"{t.concept}\nf{t.feature}\n{t.verdict}" for t in tests]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         1, 3, figsize=(max(11.0, 3 * 1.25 * len(tests) + 2), 3.8), layout="constrained"
     )
@@ -156,7 +149,7 @@ def dose_response(
     curves = {c: sorted(v, key=lambda p: p[0]) for c, v in curves.items() if v}
     if not curves:
         raise ValueError("curves is empty")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         1, len(curves), figsize=(3.6 * len(curves) + 0.8, 3.4), squeeze=False, layout="constrained"
     )

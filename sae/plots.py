@@ -12,18 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hooked_nar.plotting import pyplot
 from sae.concepts import ConceptScores
 
 __all__ = ["auroc_heatmap", "feature_on_graph", "graph_values", "heatmap_features"]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def heatmap_features(
@@ -62,7 +54,7 @@ def auroc_heatmap(
     rows += [scores.spearman[cols, i].abs() for i in range(len(scores.scalar_concepts))]
     labels = list(scores.bool_concepts) + [f"{c} |rho|" for c in scores.scalar_concepts]
     m = torch.stack(rows).numpy() if rows else np.zeros((0, len(cols)))
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(
         figsize=(max(4.0, 0.42 * len(cols) + 2.5), 0.5 * len(labels) + 1.6), layout="constrained"
     )
@@ -148,3 +140,36 @@ def feature_on_graph(
         value_label=f"feature {feature} / max ({peak:.2f}); {concept} (0/1)",
         title=title or f"feature {feature} vs {concept}",
     )
+
+
+def auroc_by_seed(
+    aurocs: dict[str, list[float]],
+    path: str | os.PathLike,
+    probes: dict[str, float] | None = None,
+    threshold: float = 0.95,
+    title: str | None = None,
+) -> Path:
+    """One column per boolean concept: the best-feature AUROC of every SAE training seed
+    (dots) and their mean (bar), the linear probe's AUROC (diamond, from ``probes``) and the
+    ``threshold`` line."""
+    from hooked_nar.plotting import save_figure
+
+    concepts = list(aurocs)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.4 * len(concepts) + 2.0, 3.6), layout="constrained")
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(concepts):
+        v = np.asarray(aurocs[c], dtype=float)
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(v)), v, s=14, color="tab:blue", alpha=0.7)
+        ax.hlines(v.mean(), i - 0.25, i + 0.25, color="tab:blue", lw=2)
+        if probes and c in probes:
+            ax.scatter([i + 0.3], [probes[c]], marker="D", s=30, color="tab:orange")
+    ax.axhline(threshold, color="grey", ls="--", lw=1)
+    ax.scatter([], [], s=14, color="tab:blue", label="best feature, one seed (bar: mean)")
+    if probes:
+        ax.scatter([], [], marker="D", s=30, color="tab:orange", label="linear probe")
+    ax.set_xticks(range(len(concepts)), concepts, rotation=20, fontsize=8)
+    ax.set_ylabel("AUROC")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(title or "best-feature AUROC across SAE training seeds", fontsize=10)
+    return save_figure(fig, path)

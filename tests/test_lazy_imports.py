@@ -46,4 +46,4 @@ def test_every_export_resolves_to_its_module_object(package):
             assert module.startswith(package + "."), (name, module)
     assert pkg.metrics if package == "patching" else pkg.concepts  # submodules as attributes
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        pkg.nope
+        _ = pkg.nope
