@@ -97,10 +97,12 @@ class PatchingResult:
 
     @property
     def hooks(self) -> list[str]:
+        """The hook names patched (keys of ``effects``)."""
         return list(self.effects)
 
     @property
     def num_graphs(self) -> int:
+        """Number of graph pairs patched."""
         return int(self.clean.numel())
 
     def __getitem__(self, hook: str) -> Tensor:

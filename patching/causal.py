@@ -192,6 +192,7 @@ class ConceptTest:
 
     @property
     def ablation_causal(self) -> bool:
+        """Whether the ablation passes :data:`CAUSAL_RULE` (margin removed or flip rate)."""
         return ablation_passes(self.ablation, self.settings.get("rule"))
 
     @property
@@ -203,9 +204,11 @@ class ConceptTest:
 
     @property
     def causal(self) -> bool:
+        """Whether the verdict is anything but ``correlational``."""
         return self.verdict != "correlational"
 
     def as_dict(self) -> dict:
+        """Every field and both judgements as a JSON-ready dict."""
         out = asdict(self)
         out["ablation_causal"] = self.ablation_causal
         out["steering_causal"] = self.steering_causal

@@ -144,6 +144,7 @@ class CausalResult:
         return self.effect_ci[0] > self.control_ci[1]
 
     def as_dict(self) -> dict:
+        """Every field as a JSON-ready dict."""
         return asdict(self)
 
     def row(self) -> list[str]:

@@ -60,9 +60,11 @@ class Counterfactual:
 
     @property
     def changed_output(self) -> bool:
+        """Whether the edit changed the algorithm's output."""
         return bool(self.edit["changed_output"])
 
     def as_dict(self) -> dict[str, Any]:
+        """The edit's description and the changed nodes' indices as a JSON-ready dict."""
         return {**self.edit, "changed_nodes": self.changed_nodes.nonzero().flatten().tolist()}
 
 

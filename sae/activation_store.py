@@ -256,6 +256,7 @@ class ActivationStore:
     # ------------------------------------------------------------------ access
     @property
     def in_memory(self) -> bool:
+        """True when the rows are held in memory, False when they are safetensors shards on disk."""
         return self._acts is not None
 
     def __len__(self) -> int:

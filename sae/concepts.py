@@ -147,6 +147,7 @@ class ConceptScores:
 
     @property
     def num_features(self) -> int:
+        """Number of features scored (rows of ``auroc``)."""
         return int(self.frequency.shape[0])
 
 

@@ -40,6 +40,7 @@ class ProbeResult:
     num_test: int
 
     def as_dict(self) -> dict:
+        """The result as a JSON-ready dict."""
         return asdict(self)
 
 

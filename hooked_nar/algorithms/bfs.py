@@ -36,5 +36,7 @@ def _bfs(A, s):
 
 @register("bfs")
 def bfs(A: np.ndarray, s: int):
+    """BFS on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints stacked
+    [T, ...]. Called by :func:`run`."""
     reach_h, pi_h, pi = _bfs(A, s)
     return {"reach_h": reach_h, "pi_h": pi_h}, {"pi": pi}

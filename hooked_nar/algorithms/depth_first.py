@@ -207,6 +207,8 @@ _DFS_FIELDS = (*_COMMON, "pi_h", "d", "f", "time")
 
 @register("dfs")
 def dfs(A: np.ndarray, s: int):
+    """DFS on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints stacked
+    [T, ...]; ``s`` is unused. Called by :func:`run`."""
     n = A.shape[0]
     # Exactly 3n hints: one per tree start or pushed child (n in all), one discovery
     # and one finish per node.
@@ -234,6 +236,8 @@ _SCC_FIELDS = (*_COMMON, "scc_id_h", "d", "f", "time")
 
 @register("strongly_connected_components")
 def strongly_connected_components(A: np.ndarray, s: int):
+    """Kosaraju's SCC on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
+    hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
     n = A.shape[0]
     # Pass 1 records 3n hints as dfs does; pass 2 re-discovers only its r <= n
     # roots (all nodes keep their discovery time from pass 1): 2n + r hints.
@@ -309,6 +313,8 @@ _TOPO_FIELDS = (*_COMMON, "topo_h", "topo_head_h")
 
 @register("topological_sort")
 def topological_sort(A: np.ndarray, s: int):
+    """DFS topological sort on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's
+    names, hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
     n = A.shape[0]
     # One hint per tree start, root discovery, pushed child and finish: 2n + r <= 3n.
     H = _hint_buffers("topological_sort", _TOPO_FIELDS, 3 * n, n)
@@ -437,11 +443,15 @@ def _lowlink_run(A, bridges):
 
 @register("articulation_points")
 def articulation_points(A: np.ndarray, s: int):
+    """articulation points (Tarjan) on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in
+    CLRS's names, hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
     hints, is_cut, _ = _lowlink_run(A, False)
     return hints, {"is_cut": is_cut}
 
 
 @register("bridges")
 def bridges(A: np.ndarray, s: int):
+    """bridges (Tarjan) on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
+    hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
     hints, _, is_bridge = _lowlink_run(A, True)
     return hints, {"is_bridge": is_bridge}

@@ -294,6 +294,8 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
 
 @register("mst_kruskal")
 def mst_kruskal(A: np.ndarray, s: int):
+    """Kruskal's MST on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
+    hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
     n = A.shape[0]
     eu, ev = _kruskal_edges(A)
     T = _kruskal_length(n, eu, ev)
@@ -391,5 +393,7 @@ def _greedy_tree(A, s, path_lengths):
 
 @register("mst_prim")
 def mst_prim(A: np.ndarray, s: int):
+    """Prim's MST on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints
+    stacked [T, ...]. Called by :func:`run`."""
     pi_h, key, mark, in_queue, u, pi = _greedy_tree(A, s, False)
     return {"pi_h": pi_h, "key": key, "mark": mark, "in_queue": in_queue, "u": u}, {"pi": pi}

@@ -17,6 +17,9 @@ TraceFn = Callable[[np.ndarray, int], tuple[dict[str, np.ndarray], dict[str, np.
 
 @dataclass(frozen=True)
 class Algorithm:
+    """A registered CLRS algorithm: its name, trace function and whether negative weights are
+    allowed."""
+
     name: str
     trace: TraceFn
     negative_weights: bool = False  # whether negative edge weights are allowed
@@ -44,6 +47,8 @@ def register(name: str, *, negative_weights: bool = False) -> Callable[[TraceFn]
 
 
 def get_algorithm(name: str) -> Algorithm:
+    """The registered :class:`Algorithm` called ``name``; ValueError listing the valid names
+    otherwise."""
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(
             f"unknown algorithm name={name!r}; valid names: {', '.join(sorted(_REGISTRY))}"

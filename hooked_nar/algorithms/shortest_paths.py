@@ -70,6 +70,9 @@ def _bellman_ford(A, s):
 
 @register("bellman_ford", negative_weights=True)
 def bellman_ford(A: np.ndarray, s: int):
+    """Bellman-Ford on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
+    hints stacked [T, ...]; ValueError on a negative cycle reachable from ``s``. Called by
+    :func:`run`."""
     T, d, msk, pi_h, pi = _bellman_ford(A, s)
     if T < 0:
         raise ValueError(
@@ -83,6 +86,8 @@ def bellman_ford(A: np.ndarray, s: int):
 
 @register("dijkstra")
 def dijkstra(A: np.ndarray, s: int):
+    """Dijkstra on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints
+    stacked [T, ...]. Called by :func:`run`."""
     pi_h, d, mark, in_queue, u, pi = _greedy_tree(A, s, True)
     return {"pi_h": pi_h, "d": d, "mark": mark, "in_queue": in_queue, "u": u}, {"pi": pi}
 
@@ -367,6 +372,8 @@ def _dag_shortest_paths(A, s):
 
 @register("dag_shortest_paths", negative_weights=True)
 def dag_shortest_paths(A: np.ndarray, s: int):
+    """DAG shortest paths on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's
+    names, hints stacked [T, ...]. Called by :func:`run`."""
     pi_h, d, mark, topo_h, topo_head_h, color, s_prev, u, v, s_last, phase, pi = (
         _dag_shortest_paths(A, s)
     )
@@ -429,6 +436,9 @@ def _floyd_warshall(A):
 
 @register("floyd_warshall", negative_weights=True)
 def floyd_warshall(A: np.ndarray, s: int):
+    """Floyd-Warshall on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
+    hints stacked [T, ...]; ``s`` is unused, ValueError on a negative cycle. Called by
+    :func:`run`."""
     D, msk, Pi_h, k, Pi, negative_cycle = _floyd_warshall(A)
     if negative_cycle:
         raise ValueError("A has a negative cycle; Floyd-Warshall distances are undefined")

@@ -8,6 +8,9 @@ from typing import NamedTuple
 
 
 class FieldSpec(NamedTuple):
+    """One field of a CLRS spec: its stage (input / output / hint), location (node / edge / graph)
+    and type (mask, scalar, categorical, pointer, ...)."""
+
     stage: str  # input | hint | output
     location: str  # node | edge | graph
     type: str  # mask | mask_one | pointer | scalar | categorical

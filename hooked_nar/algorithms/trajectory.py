@@ -36,6 +36,7 @@ class Trajectory:
 
     @property
     def num_nodes(self) -> int:
+        """Number of nodes n (the length of input ``pos``)."""
         return int(self.inputs["pos"].shape[0])
 
     def __repr__(self) -> str:

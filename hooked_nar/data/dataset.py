@@ -106,14 +106,17 @@ class CLRSDataset(Dataset):
 
     @property
     def cache_path(self) -> Path | None:
+        """The file this dataset is cached in under ``root`` (None without a root)."""
         return None if self.cache_root is None else self.cache_root / f"{self.cache_key}.pt"
 
     # -- PyG Dataset API ------------------------------------------------------------------
 
     def len(self) -> int:
+        """Number of graphs."""
         return len(self._data)
 
     def get(self, idx: int) -> Data:
+        """Graph ``idx`` as a PyG ``Data`` in the SALSA-CLRS layout."""
         return self._data[idx]
 
     def __repr__(self) -> str:

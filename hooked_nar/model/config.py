@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from hooked_nar.atomic import write_text_atomic
+
 PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
 AGGREGATIONS = ("max", "sum", "mean")
 HINT_MODES = ("none", "supervised", "encoded")
@@ -68,10 +70,12 @@ class NARConfig:
             raise ValueError(f"teacher_forcing={self.teacher_forcing} must lie in [0, 1]")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> NARConfig:
+        """A config from :meth:`to_dict`'s dict (unknown keys raise ValueError)."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -79,8 +83,10 @@ class NARConfig:
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        """Write the config as JSON to ``path``, atomically."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> NARConfig:
+        """Read a config written by :meth:`save`."""
         return cls.from_dict(json.loads(Path(path).read_text()))

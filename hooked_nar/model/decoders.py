@@ -19,30 +19,40 @@ from hooked_nar.model.fields import Field
 
 
 class NodeHead(nn.Module):
+    """Linear read-out of node logits: ``z`` [N, 2d] (hidden state beside the input embedding)
+    -> [N, C]."""
+
     def __init__(self, d: int, width: int) -> None:
         super().__init__()
         self.lin = nn.Linear(2 * d, width)
 
     def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        """``z`` [N, 2d] -> node logits [N, C] (the other arguments are unused)."""
         return self.lin(z)
 
 
 class GraphHead(nn.Module):
+    """Linear read-out of graph logits from ``z`` max-pooled per graph -> [B, C]."""
+
     def __init__(self, d: int, width: int) -> None:
         super().__init__()
         self.lin = nn.Linear(2 * d, width)
 
     def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        """``z`` [N, 2d] -> graph logits [B, C]."""
         return self.lin(scatter(z, batch, 0, dim_size=num_graphs, reduce="max"))
 
 
 class EdgeHead(nn.Module):
+    """Read-out of edge logits from sender, receiver and edge embeddings -> [E, C]."""
+
     def __init__(self, d: int, width: int) -> None:
         super().__init__()
         self.src, self.dst, self.edge = nn.Linear(2 * d, d), nn.Linear(2 * d, d), nn.Linear(d, d)
         self.out = nn.Linear(d, width)
 
     def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        """``z`` [N, 2d] and edge embeddings [E, d] -> edge logits [E, C]."""
         src, dst = edge_index
         return self.out(torch.relu(self.src(z)[src] + self.dst(z)[dst] + self.edge(edge_fts)))
 
@@ -56,6 +66,7 @@ class PointerHead(nn.Module):
         self.edge = nn.Linear(d, 1) if use_edges else None
 
     def forward(self, z, edge_fts, batch, edge_index, pointer_index, num_graphs):
+        """``z`` [N, 2d] -> pointer logits [P] over the candidates ``pointer_index`` [2, P]."""
         i, j = pointer_index
         scores = (self.query(z)[j] * self.key(z)[i]).sum(-1) / math.sqrt(self.query.out_features)
         if self.edge is not None:
@@ -64,6 +75,7 @@ class PointerHead(nn.Module):
 
 
 def make_head(field: Field, d: int, dense_pointers: bool) -> nn.Module:
+    """The head that decodes ``field`` (by location and type)."""
     if field.type == "pointer":
         if field.location != "node":
             raise ValueError(
@@ -96,6 +108,8 @@ class Decoder(nn.Module):
         num_graphs: int,
         hooks: nn.Module,
     ) -> dict[str, Tensor]:
+        """Logits of every field in ``fields`` from ``z`` [N, 2d], each passed through its
+        ``hook_<name>`` on ``hooks``; mask and scalar logits squeezed to [X]."""
         out = {}
         for f in fields:
             logits = self.heads[f.name](z, edge_fts, batch, edge_index, pointer_index, num_graphs)

@@ -21,6 +21,9 @@ def field_features(field: Field, value: Tensor) -> Tensor:
 
 
 class Encoder(nn.Module):
+    """Linear embeddings of the inputs (and of encoded hints), summed per location into
+    ``d_model``: node [N, d], edge [E, d], graph [B, d]."""
+
     def __init__(self, d_model: int, input_fields: list[Field], hint_fields: list[Field]) -> None:
         super().__init__()
         self.input_fields, self.hint_fields = input_fields, hint_fields

@@ -20,6 +20,8 @@ DENSE_POINTER_ALGORITHMS = frozenset(
 
 @dataclass(frozen=True)
 class Field:
+    """One model field (input, hint or output): its name, location, type and number of classes."""
+
     name: str
     stage: str  # input | hint | output
     location: str  # node | edge | graph

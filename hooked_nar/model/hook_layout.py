@@ -15,6 +15,8 @@ from hooked_nar.model.fields import Field
 
 
 class AttentionHooks(nn.Module):
+    """Hook points of a transformer step's attention (``attn.hook_pattern`` [E, H])."""
+
     def __init__(self) -> None:
         super().__init__()
         self.hook_pattern = HookPoint()  # [E, heads]
@@ -71,4 +73,5 @@ class StepHooks(nn.Module):
         self.decoder = HintDecoderHooks(hint_fields)
 
     def layer(self, index: int) -> nn.Module:
+        """The hooks of layer ``index`` of this step (the step itself when it has one layer)."""
         return self if self.layers is None else self.layers[index]

@@ -115,6 +115,8 @@ class HookedNAR(HookedRootModule):
     def add_hook(
         self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False
     ) -> None:
+        """TransformerLens's ``add_hook``, after building the processor steps a hook name refers to;
+        an unknown name raises ValueError with close matches."""
         self._check_hook_name(name)
         super().add_hook(
             name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend
@@ -129,6 +131,9 @@ class HookedNAR(HookedRootModule):
             self.ensure_steps(int(num_processor_steps(args[0].length).max()))
 
     def run_with_hooks(self, *model_args, **kwargs):
+        """TransformerLens's ``run_with_hooks`` on a PyG batch: the :class:`NARLogits` of the
+        forward with ``fwd_hooks`` / ``bwd_hooks`` ``[(name or filter, fn)]`` attached, removed
+        afterwards (also after an exception)."""
         self._prepare(model_args)
         return super().run_with_hooks(*model_args, **kwargs)
 
@@ -448,6 +453,8 @@ class SAESplice(HookPoint):
                 setattr(sae, name, module)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Replace ``x`` [N, d_in] by the SAE's reconstruction (plus its error with
+        ``use_error_term``), through the SAE's own hook points."""
         d_in = self.sae.cfg.d_in
         if x.shape[-1] != d_in:
             raise ValueError(

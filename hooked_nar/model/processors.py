@@ -37,6 +37,8 @@ class Processor(nn.Module):
         raise NotImplementedError
 
     def forward(self, node_fts, edge_fts, graph_fts, h, batch, edge_index, hooks) -> Tensor:
+        """One processor layer: input embeddings ``node_fts`` [N, d], ``edge_fts`` [E, d],
+        ``graph_fts`` [B, d] and hidden state ``h`` [N, d] -> new hidden state [N, d]."""
         z = torch.cat([node_fts, h], dim=-1)
         msg, reduce = self.messages(z, edge_fts, graph_fts, batch, edge_index, hooks)
         msg = hooks.hook_msg(msg)
@@ -64,6 +66,8 @@ class MPNN(Processor):
         self.msg_out = nn.Linear(d, d)
 
     def pre_messages(self, z, edge_fts, graph_fts, batch, edge_index) -> Tensor:
+        """Pre-activation message of every edge (i -> j) [E, d]: sender, receiver, edge and graph
+        terms (shared with the triplet processor)."""
         src, dst = edge_index
         return (
             self.msg_src(z)[src]
@@ -73,6 +77,7 @@ class MPNN(Processor):
         )
 
     def messages(self, z, edge_fts, graph_fts, batch, edge_index, hooks):
+        """Message of every edge (i -> j) [E, d] from sender, receiver, edge and graph terms."""
         m = self.pre_messages(z, edge_fts, graph_fts, batch, edge_index)
         return self.msg_out(torch.relu(m)), self.cfg.aggregation
 
@@ -93,6 +98,8 @@ class TripletGMPNN(MPNN):
         self.tri_out = nn.Linear(t, d)
 
     def messages(self, z, edge_fts, graph_fts, batch, edge_index, hooks):
+        """Edge messages [E, d] with triplet terms (max over the first node ``i`` of every
+        (i, j, k)) added before the output layer; triplets at ``hook_triplet_msg``."""
         m = self.pre_messages(z, edge_fts, graph_fts, batch, edge_index)
         zd, node_mask = to_dense_batch(z, batch)  # [B, n, 2d]
         ed = to_dense_adj(edge_index, batch, edge_fts)  # [B, n, n, d]
@@ -127,6 +134,8 @@ class GraphTransformer(Processor):
         self.graph_value = nn.Linear(d, d)
 
     def messages(self, z, edge_fts, graph_fts, batch, edge_index, hooks):
+        """Attention-weighted messages [E, d] of every in-neighbour, with the pattern [E, H] at
+        ``attn.hook_pattern``."""
         src, dst = edge_index
         E, H = src.shape[0], self.heads
         q = self.query(z)[dst].view(E, H, -1)

@@ -57,6 +57,7 @@ def field_loss(
 
 
 def scatter_rows(src: Tensor, index: Tensor, size: int) -> Tensor:
+    """Sum ``src`` [P, ...] into ``size`` rows by ``index`` [P] -> [size, ...]."""
     out = src.new_zeros((size, *src.shape[1:]))
     return out.index_add_(0, index, src)
 
@@ -87,6 +88,7 @@ def decode(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor
 
 
 def scatter_max_rows(src: Tensor, index: Tensor, size: int) -> Tensor:
+    """Max of ``src`` [P, ...] per row of ``index`` [P] -> [size, ...] (-inf for empty rows)."""
     out = src.new_full((size, *src.shape[1:]), float("-inf"))
     return out.scatter_reduce(
         0, index.view(-1, *([1] * (src.dim() - 1))).expand_as(src), src, "amax"
