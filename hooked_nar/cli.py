@@ -132,6 +132,7 @@ def _validate_study(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    """``hooked-nar study``: validate, run every stage, print the summary; exit code."""
     _validate_study(args)
     ctx = run_study(args)
     if not args.quiet:
@@ -177,6 +178,7 @@ FORWARDED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hooked-nar`` parser: ``study`` and the forwarded subcommands."""
     parser = _Parser(
         prog=PROG,
         description="Mechanistic interpretability for neural algorithmic reasoners.",

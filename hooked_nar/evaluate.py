@@ -196,6 +196,7 @@ def ood_table(checkpoints: list[str], num_graphs: int, seed: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``hooked-nar evaluate``: CLRS metrics of checkpoints, or the OOD table."""
     from hooked_nar.data import CLRSDataset
     from hooked_nar.model import HookedNAR
     from hooked_nar.model.checkpoint import shipped_checkpoints

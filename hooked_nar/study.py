@@ -93,6 +93,7 @@ class StudyContext:
     started: float = field(default_factory=time.perf_counter)
 
     def log(self, message: str) -> None:
+        """A progress line on stderr (silent with ``--quiet``)."""
         if not self.args.quiet:
             print(f"[{PROG} study] {message}", file=sys.stderr, flush=True)
 
@@ -119,6 +120,7 @@ def _minmeanmax(values: list[float]) -> dict:
 
 
 def node_hints(algorithm: str) -> dict[str, Any]:
+    """``{name: FieldSpec}`` of the algorithm's node-level hints."""
     from hooked_nar.algorithms import SPECS
 
     return {
@@ -804,6 +806,7 @@ def run_study(args: argparse.Namespace) -> StudyContext:
 
 
 def print_summary(ctx: StudyContext, file=None) -> None:
+    """The summary table of every stage's key figures, to ``file`` (default stdout)."""
     file = file or sys.stdout
     seconds = time.perf_counter() - ctx.started
     rows = [row for sec in ctx.sections for row in sec.summary]

@@ -61,14 +61,11 @@ def _load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict:
 
 
 def plot_learning_curve(history: dict, path: Path, title: str) -> None:
-    import matplotlib
+    """Training loss and validation score against step (``history`` of :func:`train`), as a
+    PNG at ``path``."""
+    from hooked_nar.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hooked_nar.plotting import save_figure
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax1, ax2) = pyplot().subplots(1, 2, figsize=(10, 3.5))
     ax1.plot(history["step"], history["loss"], lw=0.8)
     ax1.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
     ax2.plot(history["val_step"], history["val_score"], marker="o")
@@ -172,6 +169,7 @@ def _checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``hooked-nar train``: train a HookedNAR into ``--out`` (resumable)."""
     p = argparse.ArgumentParser(
         prog="hooked-nar train", description="Train a HookedNAR on a CLRS algorithm (CPU friendly)."
     )

@@ -69,6 +69,7 @@ def causal_data(model, store_graphs: int, num_graphs: int, nodes: int, seed: int
 
 
 def patch_parser(default_output: str = "runs/patch/ALGORITHM") -> argparse.ArgumentParser:
+    """The parser of ``hooked-nar patch``; ``default_output`` is shown in ``--help``."""
     p = argparse.ArgumentParser(
         prog=f"{PROG} patch",
         description="Causal tests of concept features: ablate each concept's best SAE feature "

@@ -22,6 +22,8 @@ from hooked_nar.study import PROG, UsageError
 
 
 def load_model(checkpoint: str, algorithm: str | None):
+    """The HookedNAR of ``checkpoint`` (name or directory), checked to run ``algorithm``;
+    UsageError otherwise."""
     from hooked_nar.model import HookedNAR
 
     try:
@@ -69,6 +71,7 @@ def load_sae_checked(path: str, model):
 
 
 def collect_parser() -> argparse.ArgumentParser:
+    """The parser of ``hooked-nar collect``."""
     p = argparse.ArgumentParser(
         prog=f"{PROG} collect",
         description="Run a checkpoint over generated graphs and store its per-step activations "
@@ -104,6 +107,7 @@ def collect_parser() -> argparse.ArgumentParser:
 
 
 def collect_main(argv: list[str] | None = None) -> int:
+    """``hooked-nar collect``: store a checkpoint's activations on disk; exit code."""
     args = collect_parser().parse_args(argv)
     try:
         from hooked_nar.data import TRAIN_SIZES, CLRSDataset
@@ -150,6 +154,7 @@ def add_model_arguments(p: argparse.ArgumentParser, default_output: str) -> None
 
 
 def train_sae_parser() -> argparse.ArgumentParser:
+    """The parser of ``hooked-nar train-sae``."""
     from sae.pipeline import DEFAULT_RECIPE
 
     p = argparse.ArgumentParser(
@@ -226,6 +231,7 @@ def _recipe(args) -> dict:
 
 
 def train_sae_main(argv: list[str] | None = None) -> int:
+    """``hooked-nar train-sae``: train (or sweep), evaluate, analyse and report; exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = train_sae_parser().parse_args(argv)
     try:
