@@ -11,6 +11,7 @@ def positions(n: int) -> np.ndarray:
 
 
 def mask_one(i: int, n: int) -> np.ndarray:
+    """A CLRS mask_one field: one-hot [n] at node ``i`` (float64)."""
     out = np.zeros(n, dtype=np.float64)
     out[i] = 1.0
     return out
