@@ -40,6 +40,7 @@ from torch_geometric.data import Batch, Data
 from tqdm.auto import tqdm
 
 from hooked_nar.data.loader import batch_algorithm, collate
+from hooked_nar.model.cache import row_layout
 from hooked_nar.model.hooked_nar import num_processor_steps
 from patching.controls import CausalResult, bootstrap_ci
 from patching.interventions import _per_step_hooks
@@ -267,23 +268,6 @@ def _default_metric(model, clean: list[Data], corrupted: list[Data], metric) -> 
     return pointer_logit_diff(collate(clean), collate(corrupted), "pi")
 
 
-def _row_layout(model, batch, rows: int) -> tuple[Tensor, Tensor]:
-    """Graph ``[R]`` and within-graph node index ``[R]`` (-1: not a node row) of a hook's rows."""
-    if rows == batch.num_nodes:
-        return batch.batch, torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
-    if rows == batch.edge_index.shape[1]:
-        g = batch.batch[batch.edge_index[0]]
-        return g, torch.full_like(g, -1)
-    pidx = model.pointer_index(batch)
-    if rows == pidx.shape[1]:
-        g = batch.batch[pidx[1]]
-        return g, torch.full_like(g, -1)
-    if rows == batch.num_graphs:
-        g = torch.arange(batch.num_graphs)
-        return g, torch.full_like(g, -1)
-    raise ValueError(f"cannot tell which graph each of {rows} rows belongs to")
-
-
 class _Run:
     """Source (activations taken from) and target (graph run) of one patching direction."""
 
@@ -311,7 +295,7 @@ class _Run:
                     f"{tuple(b.shape)} on the other (edge rows after an edge was removed?); "
                     "patch a node hook such as 'hook_node_out'"
                 )
-            graph, local = _row_layout(model, self.tb, a.shape[0])
+            graph, local = row_layout(model, self.tb, a.shape[0])
             if (local < 0).all() and not torch.equal(self.tb.edge_index, self.sb.edge_index):
                 raise ValueError(
                     f"hook {h!r} has edge rows and clean/corrupted have different edge sets"

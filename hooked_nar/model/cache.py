@@ -16,6 +16,25 @@ from transformer_lens import ActivationCache
 from hooked_nar.model.hooked_nar import hint_step_mask, num_processor_steps
 
 
+def row_layout(model, batch, num_rows: int) -> tuple[Tensor, Tensor]:
+    """Graph ``[R]`` and within-graph node index ``[R]`` (-1: not a node row) of the rows of a
+    hook of ``model`` on ``batch``, told apart by their number: nodes, edges, pointer
+    candidates or graphs."""
+    if num_rows == batch.num_nodes:
+        return batch.batch, torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
+    if num_rows == batch.edge_index.shape[1]:
+        g = batch.batch[batch.edge_index[0]]
+        return g, torch.full_like(g, -1)
+    pointer_index = model.pointer_index(batch)
+    if num_rows == pointer_index.shape[1]:
+        g = batch.batch[pointer_index[1]]
+        return g, torch.full_like(g, -1)
+    if num_rows == batch.num_graphs:
+        g = torch.arange(batch.num_graphs)
+        return g, torch.full_like(g, -1)
+    raise ValueError(f"cannot tell which graph each of {num_rows} rows belongs to")
+
+
 @dataclass
 class StackedActivation:
     """One hook stacked over processor steps.
@@ -63,22 +82,6 @@ class NARCache(ActivationCache):
             key = f"steps.{step}.{name}"
         return super().__getitem__(key)
 
-    def _row_graph(self, num_rows: int) -> tuple[Tensor, Tensor]:
-        b = self.batch
-        if num_rows == b.num_nodes:
-            return b.batch, torch.arange(b.num_nodes) - b.ptr[b.batch]
-        if num_rows == b.edge_index.shape[1]:
-            g = b.batch[b.edge_index[0]]
-            return g, torch.full_like(g, -1)
-        pointer_index = self.model.pointer_index(b)
-        if num_rows == pointer_index.shape[1]:
-            g = b.batch[pointer_index[1]]
-            return g, torch.full_like(g, -1)
-        if num_rows == b.num_graphs:
-            g = torch.arange(b.num_graphs)
-            return g, torch.full_like(g, -1)
-        raise ValueError(f"cannot tell which graph each of {num_rows} rows belongs to")
-
     def stack(self, name: str) -> StackedActivation:
         """``name`` (e.g. ``"hook_node_out"`` or ``"decoder.hook_reach_h"``) over every step."""
         keys = [f"steps.{t}.{name}" for t in range(self.num_steps)]
@@ -89,7 +92,7 @@ class NARCache(ActivationCache):
                 "cache it with names_filter or run_with_cache without a filter"
             )
         values = torch.stack([self.cache_dict[k] for k in keys])
-        graph, node = self._row_graph(values.shape[1])
+        graph, node = row_layout(self.model, self.batch, values.shape[1])
         return StackedActivation(values, self.step_mask[graph].T, graph, node)
 
     def flatten(self, name: str = "hook_node_out") -> tuple[Tensor, RowIndex]:
