@@ -29,13 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def study_data(algorithm: str):
     """``(train, held_out)``: the datasets of ``hooked-nar study``'s SAE stage (defaults)."""
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
+    from hooked_nar.study import DEFAULTS, SAE_DEFAULTS, longest_trajectory, sae_eval_indices
 
-    graphs = CLRSDataset(algorithm, 256, generator="er", sizes=(16,), seed=0, progress=False)
-    lengths = [int(d.length.reshape(-1)[0]) for d in graphs]
-    longest = max(range(len(lengths)), key=lambda i: (lengths[i], -i))
-    held_out = graphs[sorted(set(range(64)) | {longest})]
-    train = CLRSDataset(algorithm, 512, sizes=TRAIN_SIZES, seed=1, progress=False)
-    return train, held_out
+    graphs = CLRSDataset(
+        algorithm,
+        DEFAULTS["num_graphs"],
+        generator="er",
+        sizes=(DEFAULTS["num_nodes"],),
+        seed=0,
+        progress=False,
+    )
+    keep = sae_eval_indices(graphs, SAE_DEFAULTS["sae_eval_graphs"], longest_trajectory(graphs))
+    train = CLRSDataset(
+        algorithm, SAE_DEFAULTS["sae_graphs"], sizes=TRAIN_SIZES, seed=1, progress=False
+    )
+    return train, graphs[keep]
 
 
 def _spread(values: list[float]) -> str:

@@ -119,6 +119,18 @@ def _minmeanmax(values: list[float]) -> dict:
 # ------------------------------------------------------------------------------- choices
 
 
+def longest_trajectory(dataset) -> int:
+    """Index of the graph with the longest trajectory (the first one on ties): the study's
+    example graph."""
+    lengths = [int(d.length.reshape(-1)[0]) for d in dataset]
+    return max(range(len(lengths)), key=lambda i: (lengths[i], -i))
+
+
+def sae_eval_indices(dataset, num_graphs: int, example: int) -> list[int]:
+    """The graphs the SAE stage is evaluated on: the first ``num_graphs`` and the example."""
+    return sorted(set(range(min(num_graphs, len(dataset)))) | {example})
+
+
 def node_hints(algorithm: str) -> dict[str, Any]:
     """``{name: FieldSpec}`` of the algorithm's node-level hints."""
     from hooked_nar.algorithms import SPECS
@@ -258,8 +270,7 @@ def stage_data(ctx: StudyContext) -> Section:
     ctx.dataset = ds
     stats = dataset_statistics(ds)
     # The example graph: the longest trajectory (the first one on ties).
-    lengths = [int(d.length.reshape(-1)[0]) for d in ds]
-    ctx.example = max(range(len(lengths)), key=lambda i: (lengths[i], -i))
+    ctx.example = longest_trajectory(ds)
     traj = data_to_trajectory(ds[ctx.example])
     ctx.layout = graph_layout(traj.inputs["A"], seed=a.seed)
     hint = trajectory_hint(ctx.algorithm)
@@ -595,7 +606,7 @@ def stage_sae(ctx: StudyContext) -> Section:
 
     a = ctx.args
     ds = ctx.dataset
-    keep = sorted(set(range(min(a.sae_eval_graphs, len(ds)))) | {ctx.example})
+    keep = sae_eval_indices(ds, a.sae_eval_graphs, ctx.example)
     ctx.sae_eval = ds[keep]
     ctx.sae_example = keep.index(ctx.example)
     train = None
