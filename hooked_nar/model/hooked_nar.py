@@ -15,6 +15,8 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from hooked_nar.model import typed_fields
+from hooked_nar.model.cache import NARCache
+from hooked_nar.model.checkpoint import load_checked_state, read_checkpoint, save_model
 from hooked_nar.model.config import NARConfig
 from hooked_nar.model.decoders import Decoder
 from hooked_nar.model.encoders import Encoder
@@ -27,6 +29,9 @@ from hooked_nar.model.fields import (
 )
 from hooked_nar.model.hook_layout import StepHooks
 from hooked_nar.model.processors import PROCESSOR_CLASSES
+from hooked_nar.model.steps import hint_step_mask, num_processor_steps
+
+__all__ = ["HookedNAR", "NARLogits", "hint_step_mask", "num_processor_steps"]
 
 
 @dataclass
@@ -41,11 +46,6 @@ class NARLogits:
     hints: dict[str, Tensor]
     pointer_index: Tensor
     num_steps: int
-
-
-def num_processor_steps(length: Tensor) -> Tensor:
-    """Processor steps each graph runs: ``T - 1``, at least one (outputs need a step)."""
-    return (length - 1).clamp(min=1)
 
 
 class HookedNAR(HookedRootModule):
@@ -139,8 +139,6 @@ class HookedNAR(HookedRootModule):
 
     def run_with_cache(self, *model_args, names_filter=None, **kwargs):
         """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
-        from hooked_nar.model.cache import NARCache
-
         self._prepare(model_args)
         if isinstance(names_filter, (str, list)):
             for name in [names_filter] if isinstance(names_filter, str) else names_filter:
@@ -355,8 +353,6 @@ class HookedNAR(HookedRootModule):
     # ------------------------------------------------------------ checkpoints
     def save_pretrained(self, path, metadata: dict | None = None):
         """Save to ``path`` (``config.json`` + ``model.safetensors``), atomically."""
-        from hooked_nar.model.checkpoint import save_model
-
         return save_model(
             self, path, metadata if metadata is not None else getattr(self, "metadata", None)
         )
@@ -367,9 +363,11 @@ class HookedNAR(HookedRootModule):
 
         Keyword arguments (e.g. ``algorithm="bfs"``) must match the stored config.
         """
-        from hooked_nar.model.checkpoint import load_model
-
-        return load_model(name_or_path, expected_config)
+        cfg, state, metadata, path = read_checkpoint(name_or_path, expected_config)
+        model = cls(cfg)
+        load_checked_state(model, state, path)
+        model.metadata = metadata
+        return model.eval()
 
     # ------------------------------------------------------------ objectives
     def loss(self, logits: NARLogits, batch) -> Tensor:
@@ -468,9 +466,3 @@ class SAESplice(HookPoint):
                 error = (x - clean).to(out.dtype)
             out = x.detach().to(out.dtype) + (out - clean) + (self.hook_sae_error(error) - error)
         return self.hook_sae_output(out)
-
-
-def hint_step_mask(batch, num_steps: int) -> Tensor:
-    """``[B, S]``: processor step t of graph g is supervised (hint t+1 exists, t+1 < T_g)."""
-    t = torch.arange(num_steps, device=batch.length.device)
-    return (t[None, :] + 1) < batch.length.view(-1, 1)

@@ -7,7 +7,7 @@ After every stage ``report.md`` and ``results.json`` are rewritten atomically, s
 interrupted run leaves complete files describing the finished stages. To add a stage
 (SAE training, causal tests, ...), write such a function and append it to :data:`STAGES`.
 
-The settings come from :mod:`hooked_nar.cli`, which validates them first: an
+The settings come from :mod:`hooked_nar.app.commands.study`, which validates them first: an
 ``argparse.Namespace`` with ``algorithm``, ``output``, ``generator``, ``num_graphs``,
 ``num_nodes``, ``seed``, ``batch_size``, ``quick``, ``quiet``, ``no_progress``, ``argv``,
 ``checkpoint`` (as given) and ``checkpoint_path`` / ``checkpoint_source`` (resolved, or None).
@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hooked_nar.app.common import PROG, UsageError
 from hooked_nar.atomic import write_json_atomic, write_text_atomic
-
-#: The command name, in the report's command line and the log lines.
-PROG = "hooked-nar"
 
 #: Node hint drawn in the data stage, where the first node mask hint is not the best choice.
 TRAJECTORY_HINTS = {"bfs": "reach_h", "dfs": "color", "dijkstra": "mark", "mst_prim": "mark"}
@@ -44,7 +42,7 @@ DEFAULTS = {"num_graphs": 256, "num_nodes": 16}
 #: Graphs run through ``run_with_cache`` in the model stage.
 CACHE_GRAPHS = 4
 #: SAE stage with ``--quick`` and without: training graphs (training sizes), optimiser
-#: steps (None: the algorithm's recipe, :data:`sae.pipeline.RECIPES`), and held-out graphs
+#: steps (None: the algorithm's recipe, :data:`hooked_nar.app.sae_study.RECIPES`), and held-out graphs
 #: (the first ones of the study's dataset, plus the example).
 SAE_QUICK = {"sae_graphs": 32, "sae_steps": 150, "sae_eval_graphs": 8}
 SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
@@ -52,11 +50,6 @@ SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
 #: and matched features / random directions per test.
 CAUSAL_QUICK = {"causal_graphs": 8, "num_controls": 4}
 CAUSAL_DEFAULTS = {"causal_graphs": 64, "num_controls": 8}
-
-
-class UsageError(Exception):
-    """A bad setting (e.g. a checkpoint that does not load): the command line reports it as
-    one line on stderr with exit code 2."""
 
 
 # ------------------------------------------------------------------------------- context
@@ -87,7 +80,7 @@ class StudyContext:
     model: Any = None  # HookedNAR (model stage), None without a checkpoint
     sae_eval: Any = None  # held-out graphs of the SAE stage (a subset of dataset)
     sae_example: int = 0  # index of the example graph within sae_eval
-    sae: Any = None  # sae.pipeline.SAEStudy (SAE stage)
+    sae: Any = None  # hooked_nar.app.sae_study.SAEStudy (SAE stage)
     sections: list[Section] = field(default_factory=list)
     results: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -600,8 +593,8 @@ def stage_sae(ctx: StudyContext) -> Section:
             {"trained": False},
             [("sae", "skipped (no checkpoint)")],
         )
+    from hooked_nar.app.sae_study import sae_study
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
-    from sae.pipeline import sae_study
     from sae.report import report_sections
 
     a = ctx.args
