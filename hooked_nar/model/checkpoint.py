@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 # write_directory_atomically: re-exported for callers that import it from here (sae.io)
-from hooked_nar.atomic import write_directory_atomically
+from hooked_nar.atomic import recover_directory, write_directory_atomically
 from hooked_nar.model.config import NARConfig
 
 CONFIG_NAME = "config.json"
@@ -48,7 +48,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """
     if isinstance(name_or_path, str) and name_or_path in shipped_checkpoints():
         return Path(str(resources.files("hooked_nar") / "pretrained" / name_or_path))
-    p = Path(name_or_path)
+    p = recover_directory(Path(name_or_path))  # a swap a kill left half done
     if p.is_dir():
         return p
     raise ValueError(
