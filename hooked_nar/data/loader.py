@@ -29,6 +29,7 @@ from hooked_nar.algorithms.specs import SPECS
 
 __all__ = [
     "CLRSLoader",
+    "as_batch",
     "batch_algorithm",
     "collate",
     "edge_step_mask",
@@ -88,6 +89,12 @@ def collate(data_list: Sequence[Data]) -> Batch:
         raise ValueError(f"a batch must hold one algorithm, got {sorted(algs)}")
     T = max(int(d.length.reshape(-1)[0]) for d in data_list)
     return Batch.from_data_list([pad_steps(d, T) for d in data_list])
+
+
+def as_batch(data: Data | Batch) -> Batch:
+    """``data`` itself when it is a ``Batch``, else the one-graph batch :func:`collate`
+    makes of it (so models take ``dataset[i]`` as PyG users expect)."""
+    return data if isinstance(data, Batch) else collate([data])
 
 
 def _batch_vector(data: Data | Batch) -> Tensor:

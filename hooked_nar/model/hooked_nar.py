@@ -14,6 +14,7 @@ from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from hooked_nar.data.loader import as_batch
 from hooked_nar.model import typed_fields
 from hooked_nar.model.cache import NARCache
 from hooked_nar.model.checkpoint import load_checked_state, read_checkpoint, save_model
@@ -126,20 +127,24 @@ class HookedNAR(HookedRootModule):
         self._check_hook_name(name)
         super()._enable_hook(name, hook, dir)
 
-    def _prepare(self, args) -> None:
+    def _prepare(self, args: tuple) -> tuple:
+        """``args`` with a single graph (a PyG ``Data``) made a one-graph ``Batch``, after
+        building hook points for the processor steps it needs."""
         if args and hasattr(args[0], "length"):
+            args = (as_batch(args[0]), *args[1:])
             self.ensure_steps(int(num_processor_steps(args[0].length).max()))
+        return args
 
     def run_with_hooks(self, *model_args, **kwargs):
         """TransformerLens's ``run_with_hooks`` on a PyG batch: the :class:`NARLogits` of the
         forward with ``fwd_hooks`` / ``bwd_hooks`` ``[(name or filter, fn)]`` attached, removed
         afterwards (also after an exception)."""
-        self._prepare(model_args)
+        model_args = self._prepare(model_args)
         return super().run_with_hooks(*model_args, **kwargs)
 
     def run_with_cache(self, *model_args, names_filter=None, **kwargs):
         """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
-        self._prepare(model_args)
+        model_args = self._prepare(model_args)
         if isinstance(names_filter, (str, list)):
             for name in [names_filter] if isinstance(names_filter, str) else names_filter:
                 self._check_hook_name(name)
@@ -264,6 +269,7 @@ class HookedNAR(HookedRootModule):
         if return_type not in ("logits", "loss", "both"):
             raise ValueError(f"return_type={return_type!r} must be 'logits', 'loss' or 'both'")
         self._check_batch(batch)
+        batch = as_batch(batch)
         steps_per_graph = num_processor_steps(batch.length.view(-1))
         num_steps = int(steps_per_graph.max())
         self.ensure_steps(num_steps)
@@ -405,6 +411,7 @@ class HookedNAR(HookedRootModule):
 
         Pointers are the parent's index within its graph ``[N]``, comparable to CLRS's ``pi``.
         """
+        batch = as_batch(batch)
         logits = self(batch)
         out = {
             f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index)
