@@ -79,6 +79,7 @@ class HookedNAR(HookedRootModule):
             StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
         )
         self._sae_splices: dict[str, SAESplice] = {}  # full hook name -> splice (add_sae)
+        self._hook_widths: dict[str, int] = {}  # per-step hook -> last dim (add_sae checks)
         self._sae_every_step: dict[str, tuple] = {}  # hook -> (sae, use_error_term), steps=None
         self.setup()
 
@@ -233,10 +234,15 @@ class HookedNAR(HookedRootModule):
                 f"hook={hook!r} is not a hook point of a processor step"
                 + (f"; did you mean {close}?" if close else f"; valid: {valid}")
             )
-        d_in = getattr(sae.cfg, "d_in", None)
-        d_model_hook = hook.rpartition(".")[2] in ("hook_node_in", "hook_node_out")
-        if d_model_hook and d_in != self.cfg.d_model:
-            raise ValueError(f"the SAE has d_in={d_in} but {hook} has d_model={self.cfg.d_model}")
+        trained_on = getattr(getattr(sae.cfg, "metadata", None), "algorithm", None)
+        if trained_on is not None and trained_on != self.cfg.algorithm:
+            raise ValueError(
+                f"the SAE was trained on a {trained_on} model (cfg.metadata.algorithm), "
+                f"this model runs {self.cfg.algorithm}"
+            )
+        d_in, width = getattr(sae.cfg, "d_in", None), self._hook_width(hook)
+        if d_in != width:
+            raise ValueError(f"the SAE has d_in={d_in} but {hook} carries vectors of {width}")
         every = steps is None
         if every:
             targets = list(range(len(self.steps)))
@@ -249,6 +255,30 @@ class HookedNAR(HookedRootModule):
                     f"{len(self.steps) - 1} (model.ensure_steps(n) builds more)"
                 )
         return hook, sorted(set(targets)), every
+
+    def _hook_width(self, hook: str) -> int:
+        """The last dimension of what the per-step hook point ``hook`` carries, measured once
+        on a small graph of the model's algorithm (widths differ between hooks and
+        processors: ``hook_node_out`` d_model, ``attn.hook_pattern`` heads, ...)."""
+        if hook not in self._hook_widths:
+            from hooked_nar.data import CLRSDataset
+
+            class _Seen(Exception):  # stops the forward at the first sight of the hook
+                pass
+
+            def record(x: Tensor, hook) -> None:
+                raise _Seen(x.shape[-1])
+
+            graph = CLRSDataset(self.cfg.algorithm, 1, sizes=(3,), seed=0, progress=False)[0]
+            try:
+                with torch.no_grad():
+                    self.run_with_hooks(
+                        graph.to(next(self.parameters()).device),
+                        fwd_hooks=[(f"steps.0.{hook}", record)],
+                    )
+            except _Seen as seen:
+                self._hook_widths[hook] = int(seen.args[0])
+        return self._hook_widths[hook]
 
     def _splice_sae(self, sae, step: int, hook: str, use_error_term: bool) -> None:
         parent_name, _, attr = hook.rpartition(".")
@@ -405,6 +435,22 @@ class HookedNAR(HookedRootModule):
             "graph": batch.num_graphs,
         }[f.location]
 
+    def _check_finite(self, logits: NARLogits, batch) -> None:
+        """ValueError when an output's logits are not finite (inputs beyond what the model
+        can represent), instead of decoding NaN into pointer -1 or class 0."""
+        bad = [k for k, v in logits.outputs.items() if not torch.isfinite(v).all()]
+        if bad:
+            sizes = {
+                f.name: float(batch[f.name].abs().max())
+                for f in self.input_fields
+                if f.name in batch and batch[f.name].is_floating_point()
+            }
+            raise ValueError(
+                f"the logits of {bad} are not finite: inputs too large for the model "
+                f"(largest |value| per input field: {sizes}); rescale the weights (the shipped "
+                "checkpoints were trained on weights in [0, 1])"
+            )
+
     @torch.no_grad()
     def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:
         """Decoded outputs (and, with ``hints=True``, decoded hints ``[X, S]`` under their names).
@@ -413,6 +459,7 @@ class HookedNAR(HookedRootModule):
         """
         batch = as_batch(batch)
         logits = self(batch)
+        self._check_finite(logits, batch)
         out = {
             f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index)
             for f in self.output_fields

@@ -179,17 +179,11 @@ def _validate_study(args: argparse.Namespace) -> None:
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    checked = (
-        "num_graphs",
-        "num_nodes",
-        "batch_size",
-        "sae_graphs",
-        "sae_steps",
-        "sae_eval_graphs",
-        "causal_graphs",
-        "num_controls",
-    )
-    for key, low in [("seed", 0)] + [(k, 1) for k in checked]:
+    # two graphs at least where a statistic is taken over graphs (held-out SAE rows split by
+    # graph, bootstrap intervals), two nodes at least for a trajectory with a processor step
+    lows = {"seed": 0, "batch_size": 1, "sae_graphs": 1, "sae_steps": 1, "num_controls": 1}
+    lows |= {"num_graphs": 2, "num_nodes": 2, "sae_eval_graphs": 2, "causal_graphs": 2}
+    for key, low in lows.items():
         if getattr(args, key) is not None and getattr(args, key) < low:
             flag = "--" + key.replace("_", "-")
             raise UsageError(f"{flag} must be >= {low}, got {getattr(args, key)}")
