@@ -26,7 +26,7 @@ from hooked_nar.model.fields import (
     row_graph,
 )
 from hooked_nar.model.hook_layout import StepHooks
-from hooked_nar.model.processors import PROCESSOR_CLASSES
+from hooked_nar.model.processors import processor_class
 
 
 @dataclass
@@ -69,7 +69,7 @@ class HookedNAR(HookedRootModule):
         self.dense_pointers = cfg.algorithm in DENSE_POINTER_ALGORITHMS
         encoded = [] if cfg.hint_mode != "encoded" else self._encodable(self.hint_fields)
         self.encoder = Encoder(cfg.d_model, self.input_fields, encoded)
-        self.processor = PROCESSOR_CLASSES[cfg.processor](cfg)
+        self.processor = processor_class(cfg.processor)(cfg)
         self.readout = nn.Linear(cfg.d_model, cfg.d_model) if cfg.global_readout else None
         self.decoder = Decoder(
             cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers
