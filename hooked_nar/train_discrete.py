@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hooked_nar.algorithms import run
+from hooked_nar.algorithms import get_algorithm, run
 from hooked_nar.data import CLRSDataset, collate
 from hooked_nar.data.convert import trajectory_to_data
 from hooked_nar.data.generators import GRAPH_CONVENTIONS, erdos_renyi
@@ -41,6 +41,7 @@ def er_graphs(algorithm: str, num_graphs: int, n: int | tuple[int, ...], p, seed
     what this draws. Weights are uniform in (0, 1] (CLRS: [0, 1)); sources uniform.
     """
     conv = GRAPH_CONVENTIONS[algorithm]
+    needs_source = get_algorithm(algorithm).needs_source
     rng = np.random.default_rng(seed)
     sizes = (n,) if isinstance(n, int) else n
     out = []
@@ -50,7 +51,8 @@ def er_graphs(algorithm: str, num_graphs: int, n: int | tuple[int, ...], p, seed
         pair = q if conv.directed else q * q
         A = erdos_renyi(size, pair, directed=conv.directed, weighted=conv.weighted,
                         self_loops=q, rng=rng)
-        out.append(trajectory_to_data(run(algorithm, A, int(rng.integers(size)))))
+        source = int(rng.integers(size)) if needs_source else None
+        out.append(trajectory_to_data(run(algorithm, A, source)))
     return out
 
 
@@ -120,17 +122,23 @@ def train(args: argparse.Namespace) -> Path:
     return out / "best"
 
 
-def evaluate_checkpoint(name: str, sizes: list[int], num_graphs: int, seed: int) -> dict:
-    """Pointer node / graph accuracy of checkpoint ``name`` on CLRS p = 0.5 and sparse ER."""
+DISTRIBUTIONS = ("clrs", "sparse")
+
+
+def evaluate_checkpoint(name: str, sizes: list[int], num_graphs: int, seed: int,
+                        distributions=DISTRIBUTIONS) -> dict:
+    """Pointer node / graph accuracy of checkpoint ``name`` on CLRS's ER p = 0.5 (``clrs``)
+    and the library's sparse ER (``sparse``)."""
     torch.set_num_threads(1)
     model = HookedNAR.from_pretrained(name)
     alg = model.cfg.algorithm
+    makers = {
+        "clrs": ("ER p=0.5", lambda n: er_graphs(alg, num_graphs, n, 0.5, seed + n)),
+        "sparse": ("sparse ER", lambda n: sparse_graphs(alg, num_graphs, n, seed + n)),
+    }
     results = {}
     for n in sizes:
-        for dist, make in (
-            ("ER p=0.5", lambda n: er_graphs(alg, num_graphs, n, 0.5, seed + n)),
-            ("sparse ER", lambda n: sparse_graphs(alg, num_graphs, n, seed + n)),
-        ):
+        for dist, make in (makers[d] for d in distributions):
             start = time.perf_counter()
             node_acc, graph_acc = pointer_accuracy(model, make(n), 1 if n > 200 else 4)
             results[f"{dist} n={n}"] = (node_acc, graph_acc)
@@ -154,9 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--evaluate", metavar="CHECKPOINT", default=None)
     p.add_argument("--num-nodes", type=int, nargs="+", default=[64, 160])
     p.add_argument("--num-graphs", type=int, default=32)
+    p.add_argument("--distributions", nargs="+", choices=DISTRIBUTIONS, default=DISTRIBUTIONS)
     args = p.parse_args(argv)
     if args.evaluate:
-        evaluate_checkpoint(args.evaluate, args.num_nodes, args.num_graphs, 4321)
+        evaluate_checkpoint(args.evaluate, args.num_nodes, args.num_graphs, 4321,
+                            args.distributions)
         return
     if args.steps <= 0 or args.batch_size <= 0 or args.pool < 2 * args.batch_size:
         p.error("--steps and --batch-size must be positive and --pool >= 2 * --batch-size")

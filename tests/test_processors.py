@@ -99,7 +99,7 @@ def test_discrete_hard_states_are_exactly_one_hot(trained):
         assert torch.equal(cache[f"steps.{t}.hook_node_out"], embedded)
 
 
-def _clrs_graphs(algorithm: str, sizes=(5, 9, 14), seed=0):
+def _clrs_graphs(algorithm: str, sizes=(5, 9, 14, 24), seed=0):
     conv = GRAPH_CONVENTIONS[algorithm]
     rng = np.random.default_rng(seed)
     graphs = []
