@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from hooked_nar.atomic import write_text_atomic
+from hooked_nar.model.processors import PROCESSORS, processor_class
 
-PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
 AGGREGATIONS = ("max", "sum", "mean")
 HINT_MODES = ("none", "supervised", "encoded")
 
@@ -62,10 +62,7 @@ class NARConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {valid}")
         if self.d_model <= 0 or self.num_layers <= 0:
             raise ValueError("d_model and num_layers must be positive")
-        if self.processor == "transformer" and self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}"
-            )
+        processor_class(self.processor).check_config(self)
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing={self.teacher_forcing} must lie in [0, 1]")
 
