@@ -69,6 +69,11 @@ class HookedNAR(HookedRootModule):
         self.dense_pointers = cfg.algorithm in DENSE_POINTER_ALGORITHMS
         encoded = [] if cfg.hint_mode != "encoded" else self._encodable(self.hint_fields)
         self.encoder = Encoder(cfg.d_model, self.input_fields, encoded)
+        if cfg.xavier_scalars:
+            for f in encoded:
+                if f.type == "scalar":
+                    layer = self.encoder.hints[f.name]
+                    nn.init.trunc_normal_(layer.weight, std=cfg.d_model**-0.5)
         self.processor = PROCESSOR_CLASSES[cfg.processor](cfg)
         self.readout = nn.Linear(cfg.d_model, cfg.d_model) if cfg.global_readout else None
         self.decoder = Decoder(
@@ -286,6 +291,8 @@ class HookedNAR(HookedRootModule):
                 node_fts, edge_fts, graph_fts = self.encoder.encode_hints(
                     fed_hints, node_emb, edge_emb, graph_emb
                 )
+            if not self.cfg.hidden_recurrence:
+                h = torch.zeros_like(h)  # the fed hints are the whole state
             h = hooks.hook_node_in(h)
             if self.readout is not None:
                 pooled = scatter(h, node_batch, 0, dim_size=B, reduce="max")
@@ -347,6 +354,11 @@ class HookedNAR(HookedRootModule):
             and random.random() < self.cfg.teacher_forcing
         ):
             return self._true_hints(batch, step, pidx)
+        if self.cfg.hint_feedback == "hard":
+            return {
+                f.name: typed_fields.hard_values(f, step_logits[f.name], batch, pidx)
+                for f in self.encoder.hint_fields
+            }
         return {
             f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
             for f in self.encoder.hint_fields
