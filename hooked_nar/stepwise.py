@@ -3,8 +3,8 @@
 Step ``t`` of a graph is fed the true hints of step ``t`` and supervised with those of step
 ``t + 1`` (and, at the graph's last step, with its outputs). With a model whose steps do not
 carry a hidden state (``NARConfig(hidden_recurrence=False, hint_mode="encoded")``) the steps
-are independent, so a batch of ``B`` graphs and ``S`` steps becomes one batch of ``B * S``
-one-step graphs: copy ``t`` of every graph holds hints ``(t, t + 1)``. Its loss equals the
+are independent, so a batch of graphs becomes one batch of one-step graphs, one per real
+step of every graph: copy ``t`` of a graph holds hints ``(t, t + 1)``. Its loss equals the
 recurrent loss of the same model fed the true hints (teacher forcing 1), term for term.
 """
 
@@ -30,40 +30,51 @@ def check_stepwise_model(cfg) -> None:
 
 
 def step_batch(batch: Batch) -> tuple[Batch, Tensor, Tensor]:
-    """``batch`` (B graphs, T hint steps) as ``S = max(T - 1, 1)`` copies of one step each.
+    """``batch`` (B graphs) as one one-step graph per real processor step of every graph.
 
-    Returns ``(steps, copy_step [B*S], copy_graph [B*S])``: the batch of copies (graph
-    ``t * B + g`` is step ``t`` of graph ``g``, its hints ``[X, 2]`` are steps ``t`` and
-    ``min(t + 1, T - 1)``, its length 2 where hint ``t + 1`` exists and 1 where it is padding)
-    and, per copy, its step and original graph.
+    Returns ``(steps, copy_step [K], copy_graph [K])``: the batch of the ``K`` copies (copy
+    ``k`` is step ``copy_step[k]`` of graph ``copy_graph[k]``, ordered by step, then graph;
+    its hints ``[X, 2]`` are steps ``t`` and ``min(t + 1, T - 1)``, its length 2 where hint
+    ``t + 1`` exists and 1 otherwise). Steps past a graph's last processor step are left out,
+    so no work goes to padding.
     """
-    N, E, B = batch.num_nodes, batch.edge_index.shape[1], batch.num_graphs
+    N, B = batch.num_nodes, batch.num_graphs
     T = int(batch.step_mask.shape[1])
     S = max(T - 1, 1)
-    t = torch.arange(S, device=batch.edge_index.device)
-    copy_step, copy_graph = t.repeat_interleave(B), torch.arange(B, device=t.device).repeat(S)
-    rows = {"node": N, "edge": E, "graph": B}
+    dev = batch.edge_index.device
+    t = torch.arange(S, device=dev)
+    length = batch.length.view(-1)
+    full_step, full_graph = t.repeat_interleave(B), torch.arange(B, device=dev).repeat(S)
+    keep = full_step < num_processor_steps(length)[full_graph]  # [S * B] real copies
+    node_copy = ((t * B)[:, None] + batch.batch[None, :]).reshape(-1)  # [S * N] copy of node
+    node_keep = keep[node_copy]
+    new_node = torch.cumsum(node_keep, 0) - 1
+    new_graph = torch.cumsum(keep, 0) - 1
+    edges = (batch.edge_index[:, None, :] + (t * N)[None, :, None]).reshape(2, -1)
+    edge_keep = node_keep[edges[0]]
+    copy_step, copy_graph = full_step[keep], full_graph[keep]
+    K = int(keep.sum())
     out = Batch()
-    out.edge_index = (batch.edge_index[:, None, :] + (t * N)[None, :, None]).reshape(2, -1)
-    out.batch = (batch.batch[None, :] + (t * B)[:, None]).reshape(-1)
-    starts = (batch.ptr[:-1][None, :] + (t * N)[:, None]).reshape(-1)
-    out.ptr = torch.cat([starts, starts.new_tensor([N * S])])
-    length = batch.length.view(-1)[copy_graph]
-    out.length = torch.where(copy_step + 1 < length, 2, 1)
-    out.step_mask = torch.arange(2, device=t.device)[None, :] < out.length[:, None]
+    out.edge_index = new_node[edges[:, edge_keep]]
+    out.batch = new_graph[node_copy[node_keep]]
+    counts = torch.bincount(out.batch, minlength=K)
+    out.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    out.length = torch.where(copy_step + 1 < length[copy_graph], 2, 1)
+    out.step_mask = torch.arange(2, device=dev)[None, :] < out.length[:, None]
     pair = torch.stack([t, (t + 1).clamp(max=T - 1)], 1)  # [S, 2] hint steps of each copy
+    rows = {"node": node_keep, "edge": edge_keep, "graph": keep}
     for name, spec in SPECS[_algorithm(batch)].items():
         if name not in batch:
             continue
         x = batch[name]
         if spec.stage == "hint":  # [X, T, ...] -> [S * X, 2, ...]
-            x = x[:, pair].transpose(0, 1).reshape(S * rows[spec.location], 2, *x.shape[2:])
+            x = x[:, pair].transpose(0, 1).reshape(-1, 2, *x.shape[2:])
         else:
             x = x.repeat(S, *([1] * (x.dim() - 1)))
-        out[name] = x
-    out.algorithm = [_algorithm(batch)] * (B * S)
-    out._num_graphs = B * S
-    out.num_nodes = N * S
+        out[name] = x[rows[spec.location]]
+    out.algorithm = [_algorithm(batch)] * K
+    out._num_graphs = K
+    out.num_nodes = int(node_keep.sum())
     return out, copy_step, copy_graph
 
 

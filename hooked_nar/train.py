@@ -223,6 +223,7 @@ def train(
         "val_score": [],
         "seconds": 0.0,
         "cpu_seconds": 0.0,
+        "val_cpu_seconds": [],
     }
     start, best_score, best_step = 0, float("-inf"), 0
     if resuming:
@@ -262,6 +263,8 @@ def train(
             score = validation_score(evaluate(model, val_set))
             history["val_step"].append(step + 1)
             history["val_score"].append(score)
+            elapsed = history.get("cpu_seconds", 0.0) + time.process_time() - c0
+            history.setdefault("val_cpu_seconds", []).append(elapsed)
             bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{score:.3f}")
             if score > best_score:
                 best_score, best_step = score, step + 1

@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
+from hooked_nar.data import collate
 from hooked_nar.data.generators import clrs_erdos_renyi, sample_graph
 from hooked_nar.evaluate import benchmark, bootstrap_interval, main_output
 from hooked_nar.model import HookedNAR, NARConfig
@@ -92,20 +93,26 @@ def test_stepwise_equals_recurrent_when_predictions_equal_the_true_hints():
         assert torch.equal(fed, true_values(f, target, batch, pidx))
 
 
-def test_step_batch_copies_hold_consecutive_hints():
-    batch, graphs = small_batch("bfs", num_graphs=3, sizes=(4, 7))
+def test_step_batch_copies_hold_consecutive_hints_and_no_padding():
+    graphs = small_batch("dijkstra", 2, sizes=(3,))[1] + small_batch("dijkstra", 2, sizes=(9,))[1]
+    batch = collate(graphs)
     steps, copy_step, copy_graph = step_batch(batch)
-    S = int(batch.length.max()) - 1
-    assert steps.num_graphs == 3 * S and steps.num_nodes == batch.num_nodes * S
-    for k in (0, 4, 3 * S - 1):
+    real = [max(int(g.length) - 1, 1) for g in graphs]
+    assert steps.num_graphs == sum(real) < 4 * (int(batch.length.max()) - 1)
+    assert steps.num_nodes == sum(r * g.num_nodes for r, g in zip(real, graphs, strict=True))
+    for k in range(steps.num_graphs):
         g, t = int(copy_graph[k]), int(copy_step[k])
         nodes = steps.batch == k
         T = int(graphs[g].length)
-        assert torch.equal(steps.reach_h[nodes, 0], graphs[g].reach_h[:, min(t, T - 1)])
+        assert t < real[g] and int(nodes.sum()) == graphs[g].num_nodes
+        assert torch.equal(steps.mark[nodes, 0], graphs[g].mark[:, min(t, T - 1)])
         assert int(steps.length[k]) == (2 if t + 1 < T else 1)
         if t + 1 < T:
-            assert torch.equal(steps.reach_h[nodes, 1], graphs[g].reach_h[:, t + 1])
+            assert torch.equal(steps.mark[nodes, 1], graphs[g].mark[:, t + 1])
         assert torch.equal(steps.s[nodes], graphs[g].s)
+        first = int(steps.ptr[k])
+        edges = steps.edge_index[:, steps.batch[steps.edge_index[0]] == k] - first
+        assert torch.equal(edges, graphs[g].edge_index)
 
 
 def test_stepwise_training_needs_a_stateless_encoded_model(tmp_path):
