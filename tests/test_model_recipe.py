@@ -308,3 +308,48 @@ def test_train_cli_changed_d_model_on_resume_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(base + ["--d-model", "16", "--steps", "4", "--batch-size", "4"])
     assert "d_model=8 (asked 16)" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint", "bfs", "--num-graphs", "0"], "--num-graphs must be >= 1"),
+        (["--checkpoint", "no_such_checkpoint"], "neither a directory nor a shipped checkpoint"),
+        (["--checkpoint", "bfs", "--generator", "bogus"], "--generator 'bogus' is unknown"),
+        ([], "--checkpoint is required without --table"),
+    ],
+)
+def test_evaluate_cli_bad_arguments_are_one_line_errors(args, message, capsys):
+    from hooked_nar.evaluate import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_evaluate_table_cli_prints_both_accuracies(tmp_path, capsys):
+    from hooked_nar.evaluate import main
+
+    out = tmp_path / "bench.json"
+    split = "in-dist. ER n=16"
+    main(
+        [
+            "--table",
+            "--checkpoint",
+            "bfs",
+            "--num-graphs",
+            "4",
+            "--split",
+            split,
+            "--json",
+            str(out),
+        ]
+    )
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0].startswith("| checkpoint | output | in-dist. ER n=16 |")
+    assert table[2].startswith("| bfs | pi | ") and table[2].endswith("| 99.73 |")
+    res = json.loads(out.read_text())["bfs"]["splits"][split]
+    node, graph = (float(x) for x in table[2].split("|")[3].split("/"))
+    assert node == pytest.approx(100 * res["node_accuracy"], abs=0.05)
+    assert graph == pytest.approx(100 * res["graph_accuracy"], abs=0.5)
