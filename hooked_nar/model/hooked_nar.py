@@ -75,6 +75,11 @@ class HookedNAR(HookedRootModule):
         self.owns_trajectory = getattr(self.processor, "owns_trajectory", False)
         own = self.owns_trajectory
         self.encoder = Encoder(cfg.d_model, [] if own else self.input_fields, [] if own else encoded)
+        if cfg.xavier_scalars:
+            for f in encoded:
+                if f.type == "scalar" and f.name in self.encoder.hints:
+                    layer = self.encoder.hints[f.name]
+                    nn.init.trunc_normal_(layer.weight, std=cfg.d_model**-0.5)
         self.readout = nn.Linear(cfg.d_model, cfg.d_model) if cfg.global_readout else None
         self.decoder = Decoder(
             cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers, not own
@@ -328,6 +333,8 @@ class HookedNAR(HookedRootModule):
                 node_fts, edge_fts, graph_fts = self.encoder.encode_hints(
                     fed_hints, node_emb, edge_emb, graph_emb
                 )
+            if not self.cfg.hidden_recurrence:
+                h = torch.zeros_like(h)  # the fed hints are the whole state
             h = hooks.hook_node_in(h)
             if self.readout is not None:
                 pooled = scatter(h, node_batch, 0, dim_size=B, reduce="max")
@@ -389,6 +396,11 @@ class HookedNAR(HookedRootModule):
             and random.random() < self.cfg.teacher_forcing
         ):
             return self._true_hints(batch, step, pidx)
+        if self.cfg.hint_feedback == "hard":
+            return {
+                f.name: typed_fields.hard_values(f, step_logits[f.name], batch, pidx)
+                for f in self.encoder.hint_fields
+            }
         return {
             f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
             for f in self.encoder.hint_fields
