@@ -304,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"
     )
+    s.add_argument(
+        "--browser",
+        action="store_true",
+        help="at the end, write the feature browser to OUTPUT/browser/index.html "
+        "(as `hooked-nar browse OUTPUT`)",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.add_argument(
         "--quiet",
@@ -312,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print nothing but errors (no progress, no summary)",
     )
     s.set_defaults(func=cmd_study)
+    from hooked_nar.app.commands import browse
+
+    b = sub.add_parser("browse", help=browse.HELP, description=browse.HELP)
+    browse.add_arguments(b)
+    b.set_defaults(func=browse.run)
     for name, (_, helptext) in FORWARDED.items():
         sub.add_parser(name, help=helptext, add_help=False)
     return parser

@@ -738,12 +738,45 @@ def stage_causal(ctx: StudyContext) -> Section:
     )
 
 
+def stage_browser(ctx: StudyContext) -> Section:
+    """With ``--browser``: the offline feature browser of the SAE (``browser/index.html``)."""
+    if not getattr(ctx.args, "browser", False) or ctx.sae is None:
+        why = "no SAE" if ctx.sae is None else "run with --browser, or `hooked-nar browse`"
+        return Section("browser", "Feature browser", f"Not written ({why}).", {"written": False})
+    import json
+
+    from hooked_nar.app.browser import BROWSER_DIR, build_browser
+
+    a = ctx.args
+    ctx.log("browser: every feature on the held-out graphs")
+    info = build_browser(
+        ctx.model,
+        ctx.sae.sae,
+        ctx.sae_eval,
+        ctx.out / BROWSER_DIR,
+        json.loads((ctx.out / "results.json").read_text()),
+        graph_ids=sae_eval_indices(ctx.dataset, a.sae_eval_graphs, ctx.example),
+        seed=a.seed,
+        progress=ctx.progress,
+    )
+    mb = info.bytes / 2**20
+    md = (
+        f"[`{BROWSER_DIR}/index.html`]({BROWSER_DIR}/index.html): all {info.features} features "
+        f"on the held-out graphs, step by step ({mb:.1f} MB, written in {info.seconds:.1f} s). "
+        "Open it in a web browser; it works offline from the file."
+    )
+    results = {"written": True, "path": f"{BROWSER_DIR}/index.html", "bytes": info.bytes}
+    summary = [("browser", f"{BROWSER_DIR}/index.html ({mb:.1f} MB, {info.seconds:.1f} s)")]
+    return Section("browser", "Feature browser", md, results, summary)
+
+
 #: The stages of ``study``, in order. Later stages may use what earlier ones set on ctx.
 STAGES: list[Callable[[StudyContext], Section]] = [
     stage_data,
     stage_model,
     stage_sae,
     stage_causal,
+    stage_browser,
 ]
 
 
@@ -787,6 +820,7 @@ def _write(ctx: StudyContext, done: bool) -> None:
             "seed": a.seed,
             "quick": a.quick,
             "batch_size": a.batch_size,
+            "sae_eval_graphs": getattr(a, "sae_eval_graphs", None),
             "checkpoint": None if a.checkpoint_path is None else str(a.checkpoint_path),
         },
         "complete": done,

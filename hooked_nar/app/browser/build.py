@@ -60,14 +60,10 @@ def build_browser(
 def _study_settings(results: dict) -> dict:
     from hooked_nar.study import DEFAULTS, SAE_DEFAULTS, SAE_QUICK
 
-    s = dict(results.get("settings") or {})
-    quick = bool(s.get("quick"))
-    s.setdefault("generator", "er")
-    s.setdefault("seed", 0)
-    s.setdefault("num_graphs", DEFAULTS["num_graphs"])
-    s.setdefault("num_nodes", DEFAULTS["num_nodes"])
-    s.setdefault("sae_eval_graphs", (SAE_QUICK if quick else SAE_DEFAULTS)["sae_eval_graphs"])
-    return s
+    s = {k: v for k, v in (results.get("settings") or {}).items() if v is not None}
+    sae_preset = SAE_QUICK if s.get("quick") else SAE_DEFAULTS
+    defaults = {"generator": "er", "seed": 0, **DEFAULTS, **sae_preset}
+    return {**defaults, **s}
 
 
 def load_run(
@@ -105,16 +101,16 @@ def load_run(
     meta = sae_model.cfg.metadata
     if getattr(meta, "hook_name", None) not in (None, "hook_node_out"):
         raise ValueError(f"sae={str(sae_dir)!r} was trained at {meta.hook_name}, not hook_node_out")
-    if sae_model.cfg.d_in != model.cfg.d_model:
-        raise ValueError(
-            f"sae={str(sae_dir)!r} has d_in={sae_model.cfg.d_in}; the model's d_model is "
-            f"{model.cfg.d_model}"
-        )
     algorithm = results.get("algorithm", model.cfg.algorithm)
     if algorithm != model.cfg.algorithm:
         raise ValueError(
             f"checkpoint={str(checkpoint)!r} is a {model.cfg.algorithm} model; the run is "
             f"{algorithm}"
+        )
+    if sae_model.cfg.d_in != model.cfg.d_model:
+        raise ValueError(
+            f"sae={str(sae_dir)!r} has d_in={sae_model.cfg.d_in}; the model's d_model is "
+            f"{model.cfg.d_model}"
         )
     eval_data, graph_ids, seed = study_eval_graphs(algorithm, results)
     return model, sae_model, eval_data, results, graph_ids, seed

@@ -127,6 +127,19 @@ def _histogram(col: Tensor) -> dict:
     }
 
 
+def _best_concept(scores, f: int) -> dict | None:
+    """The boolean concept of feature ``f``'s highest AUROC, else the scalar concept of its
+    highest |Spearman| (the rule of :func:`sae.concepts.best_features`, per feature)."""
+    a = scores.auroc[f]
+    if scores.bool_concepts and bool((a == a).any()):
+        i = int(torch.nan_to_num(a, nan=-1.0).argmax())
+        return {"concept": scores.bool_concepts[i], "auroc": _r(a[i])}
+    if scores.scalar_concepts:
+        i = int(scores.spearman[f].abs().argmax())
+        return {"concept": scores.scalar_concepts[i], "spearman": _r(scores.spearman[f, i])}
+    return None
+
+
 def _example(index, r: int, kind: str) -> dict:
     return {
         "kind": kind,
@@ -195,13 +208,7 @@ def gather(
     features, details, used_graphs = [], {}, set()
     for f in tqdm(range(F), desc="browser features", disable=not progress):
         col = acts[:, f]
-        best = None
-        if bools and bool((auroc[f] == auroc[f]).any()):
-            i = int(torch.nan_to_num(auroc[f], nan=-1.0).argmax())
-            best = {"concept": bools[i], "auroc": _r(auroc[f, i])}
-        elif scalars:
-            i = int(scores.spearman[f].abs().argmax())
-            best = {"concept": scalars[i], "spearman": _r(scores.spearman[f, i])}
+        best = _best_concept(scores, f) if freq[f] > 0 else None  # dead: every AUROC 0.5
         member = [c for c in bools if f in groups[c]]
         features.append(
             {
