@@ -1,0 +1,67 @@
+"""Size and generation time of the feature browser for the study's 128-feature SAEs.
+
+For each algorithm, the run folder ``RUNS/<algorithm>`` of a full study (``hooked-nar study
+--algorithm <algorithm> --output RUNS/<algorithm>``: 64 held-out graphs of n = 16, the
+recipe's matryoshka SAE with 128 features) is browsed as ``hooked-nar browse`` does: load the
+checkpoint and the SAE, regenerate the held-out graphs, collect and encode their activations,
+gather every feature and write the folder. Time: wall clock from the start of loading to the
+last file written, ``--repeats`` times, median shown (torch on one thread). Size: every file
+of the folder. Targets (issue 15): under 20 MB and under 30 s.
+
+    .venv/bin/python benchmarks/bench_browser.py                  # runs/bfs, runs/dijkstra, ...
+    .venv/bin/python benchmarks/bench_browser.py --runs /tmp/runs --algorithms bfs
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from time import perf_counter
+
+import torch
+
+from hooked_nar.app.browser import build_browser
+from hooked_nar.app.browser.build import load_run
+
+ALGORITHMS = ("bfs", "dijkstra", "mst_prim")
+
+
+def measure(run_dir: Path, out: Path) -> tuple[float, int, int, int]:
+    """``(seconds, bytes, features, rows)`` of one browse of ``run_dir`` into ``out``."""
+    t0 = perf_counter()
+    model, sae, eval_data, results, graph_ids, seed = load_run(run_dir)
+    info = build_browser(model, sae, eval_data, out, results, graph_ids=graph_ids, seed=seed)
+    return perf_counter() - t0, info.bytes, info.features, len(eval_data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the study runs")
+    p.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    missing = [alg for alg in a.algorithms if not (a.runs / alg / "results.json").is_file()]
+    if missing:
+        cmds = "; ".join(f"hooked-nar study --algorithm {m} --output {a.runs / m}" for m in missing)
+        print(f"no study run for {', '.join(missing)}; first run: {cmds}", file=sys.stderr)
+        return 2
+    print(f"algorithm  features  graphs  size MB  seconds (median of {a.repeats})  runs")
+    for alg in a.algorithms:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = [measure(a.runs / alg, Path(tmp) / "browser") for _ in range(a.repeats)]
+        secs = [r[0] for r in runs]
+        _, size, features, graphs = runs[-1]
+        print(
+            f"{alg:<10} {features:>8} {graphs:>7} {size / 2**20:>8.2f} "
+            f"{statistics.median(secs):>8.1f}  [{', '.join(f'{s:.1f}' for s in secs)}]"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
