@@ -155,6 +155,26 @@ def test_results_readers_take_new_formats_and_absences():
     }
 
 
+def test_baselines_equal_sae_concepts_auroc():
+    """The baselines rank once for every concept; the AUROCs equal sae.concepts.auroc's."""
+    from hooked_nar.app.browser.gather import _auroc_from_ranks, computed_baselines
+    from sae.concepts import auroc, midranks
+
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(300, 6, generator=gen).round(decimals=1)  # ties included
+    labels = {"a": rows[:, 2] > 0.3, "b": torch.rand(300, generator=gen) < 0.2}
+    ranks = midranks(rows)
+    for y in labels.values():
+        assert torch.allclose(_auroc_from_ranks(ranks, y), auroc(rows, y), atol=1e-6)
+    base = computed_baselines(rows, labels, ["a", "b"])
+    two_sided = lambda a: torch.maximum(a, 1 - a)  # noqa: E731
+    assert base["a"]["best neuron"] == 1.0  # neuron 2 is the concept's own threshold
+    assert base["b"]["best neuron"] == pytest.approx(
+        float(two_sided(auroc(rows, labels["b"])).max()), abs=1e-4
+    )
+    assert 0.5 <= base["b"]["random directions median"] <= base["b"]["random directions p95"] < 0.7
+
+
 def test_browse_rejects_bad_input_in_one_line(run, tmp_path):
     out, *_ = run
     with pytest.raises(ValueError, match="run_dir=.* is not a folder"):

@@ -46,21 +46,33 @@ def _two_sided(a: Tensor) -> Tensor:
     return torch.maximum(a, 1 - a)
 
 
+def _auroc_from_ranks(ranks: Float[Tensor, "R K"], labels: Tensor) -> Tensor:
+    """AUROC of every column from its mid-ranks (the Mann-Whitney formula of
+    :func:`sae.concepts.auroc`), so that one ranking serves every concept; NaN without pairs."""
+    y = labels.bool()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return torch.full((ranks.shape[1],), float("nan"))
+    return ((ranks[y].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
+
+
 def computed_baselines(
     rows: Float[Tensor, "R d"], labels: dict[str, Tensor], concepts: list[str], seed: int = 0
 ) -> dict[str, dict]:
     """Per boolean concept: the best single neuron of the hook and the median / 95th
     percentile over :data:`RANDOM_DIRECTIONS` random unit directions (AUROC two-sided, since
     a raw direction has no sign)."""
-    from sae.concepts import auroc
+    from sae.concepts import midranks
 
     gen = torch.Generator().manual_seed(seed)
     dirs = torch.randn(rows.shape[1], RANDOM_DIRECTIONS, generator=gen)
-    proj = rows.float() @ (dirs / dirs.norm(dim=0))
+    cols = torch.cat([rows.float(), rows.float() @ (dirs / dirs.norm(dim=0))], dim=1)
+    ranks = midranks(cols)  # [R, d + RANDOM_DIRECTIONS], shared by every concept
+    d = rows.shape[1]
     out = {}
     for c in concepts:
-        neuron = _two_sided(torch.nan_to_num(auroc(rows.float(), labels[c]), nan=0.5))
-        rand = _two_sided(torch.nan_to_num(auroc(proj, labels[c]), nan=0.5))
+        a = _two_sided(torch.nan_to_num(_auroc_from_ranks(ranks, labels[c]), nan=0.5))
+        neuron, rand = a[:d], a[d:]
         out[c] = {
             "best neuron": _r(neuron.max()),
             "random directions median": _r(rand.median()),
@@ -189,7 +201,7 @@ def gather(
     baseline_source = "results.json"
     if not baselines:
         baselines = computed_baselines(rows, labels, bools, seed=seed)
-        baseline_source = "computed by the browser on the same rows"
+        baseline_source = "computed by the browser"
     causal = causal_by_feature(results)
     verdicts = causal_verdicts(results)
     reads = decoder_reads(model, sae, acts)

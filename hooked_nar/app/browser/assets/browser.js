@@ -70,7 +70,7 @@
 
   function renderConcepts() {
     const head = el("tr", {}, ...["concept", "positive rate", "best feature", "AUROC",
-      "baselines (" + META.baseline_source + ")", "group (AUROC ≥ " + META.group_auroc + ")",
+      "baselines", "group (AUROC ≥ " + META.group_auroc + ")",
       "causal verdict"].map((h) => el("th", {}, h)));
     document.querySelector("#concepts thead").append(head);
     const body = document.querySelector("#concepts tbody");
@@ -88,10 +88,12 @@
         el("td", {}, c.kind === "bool" ? base || "none" : "–"), group, causal));
     }
     document.getElementById("baseline-note").textContent =
-      "AUROC of the best SAE feature beside baselines of the same rows: " +
+      "AUROC of the best SAE feature beside baselines on the same rows (" + META.baseline_source + "): " +
       (META.baseline_source === "results.json"
         ? "as the study reported them."
         : "the best single neuron of " + META.hook + " and random unit directions (two-sided).") +
+      " In the feature index: firing = fraction of rows where the feature fires, mean act. = its mean " +
+      "where it fires, baseline = the strongest baseline of its best concept." +
       " Rows: " + META.rows + " held-out (node, step) rows of " + META.graphs + " graphs.";
   }
 
@@ -99,17 +101,17 @@
 
   const COLUMNS = [
     { key: "id", label: "feature", value: (f) => f.id, show: (f) => "f" + f.id },
-    { key: "firing_rate", label: "firing rate", value: (f) => f.firing_rate, num: true },
-    { key: "mean_activation", label: "mean act. (firing)", value: (f) => f.mean_activation, num: true },
-    { key: "max_activation", label: "max act.", value: (f) => f.max_activation, num: true },
+    { key: "firing_rate", label: "firing", value: (f) => f.firing_rate, num: true },
+    { key: "mean_activation", label: "mean act.", value: (f) => f.mean_activation, num: true },
+    { key: "max_activation", label: "max", value: (f) => f.max_activation, num: true },
     { key: "concept", label: "best concept", value: (f) => (f.best ? f.best.concept : null),
       show: (f) => (f.best ? f.best.concept : "–") },
     { key: "auroc", label: "AUROC", num: true,
       value: (f) => (f.best ? (f.best.auroc !== undefined ? f.best.auroc : f.best.spearman) : null),
       show: (f) => (!f.best ? "–" : f.best.auroc !== undefined ? fmt(f.best.auroc) : "ρ " + fmt(f.best.spearman)) },
-    { key: "baseline", label: "best baseline", num: true,
+    { key: "baseline", label: "baseline", num: true,
       value: (f) => (f.best && f.best.auroc !== undefined ? strongestBaseline(f.best.concept) : null) },
-    { key: "causal", label: "causal verdict", value: (f) => (f.causal.length ? f.causal[0].verdict : "~") },
+    { key: "causal", label: "causal", value: (f) => (f.causal.length ? f.causal[0].verdict : "~") },
     { key: "groups", label: "groups", value: (f) => f.groups.join(" "), show: (f) => f.groups.join(", ") },
     { key: "flags", label: "flags", value: (f) => (f.dead ? "dead" : f.dense ? "dense" : "") },
   ];
@@ -289,7 +291,8 @@
 
   function drawGraph(g, fill, highlight, labelOf) {
     const W = 200, pad = 14;
-    const s = svg("svg", { width: W, height: W, viewBox: "0 0 " + W + " " + W });
+    const H = Math.max(80, 2 * pad + Math.max(...g.pos.map((p) => p[1])) * (W - 2 * pad));
+    const s = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H });
     const P = g.pos.map(([x, y]) => [pad + x * (W - 2 * pad), pad + y * (W - 2 * pad)]);
     for (const [u, v] of g.edges) {
       s.append(svg("line", { class: "edge", x1: P[u][0], y1: P[u][1], x2: P[v][0], y2: P[v][1] }));
