@@ -29,7 +29,7 @@ from time import perf_counter
 import torch
 
 from hooked_nar.app.browser import build_browser
-from hooked_nar.app.browser.build import load_run
+from hooked_nar.app.browser.run_folder import load_run
 
 ALGORITHMS = ("bfs", "dijkstra", "mst_prim")
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ site pushed by a random direction of the same norm. Writes ``report.md``, ``resu
 and PNGs to ``runs/steering/<algorithm>``.
 
 ``--sae PATH`` opens a saved SAELens SAE; without it the algorithm's recipe SAE
-(``sae.pipeline.RECIPES``) is trained first.
+(``hooked_nar.app.sae_study.RECIPES``) is trained first.
 """
 
 from __future__ import annotations
@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     scales = [float(s) for s in args.scales.split(",")]
 
+    from hooked_nar.app.commands.patch import causal_data, load_or_train_sae
     from hooked_nar.atomic import write_json_atomic, write_text_atomic
     from hooked_nar.concepts import CONCEPTS
     from hooked_nar.model import HookedNAR
     from patching import CAUSAL_RULE, causal_concept_test, passes_rule
-    from patching.cli import causal_data, load_or_train_sae
     from patching.plots import dose_response
 
     out = Path(args.output or f"runs/steering/{args.algorithm}")

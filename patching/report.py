@@ -31,10 +31,47 @@ def rule_text() -> str:
     )
 
 
+def _hint_view(model, test: ConceptTest, hint: str, logits, target):
+    """``(value [n, S], predicted [n, S] bool or None, truth [n, S] bool, label)`` of the
+    target hint for the figure: a mask's logit; for a categorical hint ([n, S, C]), the
+    logit of the probability that the concept holds (the class the concept's rule names,
+    else the true class), so that every hint type draws as one value per node and step."""
+    from hooked_nar.concepts import CONCEPTS
+
+    field = next(f for f in model.hint_fields if f.name == hint)
+    if field.type != "categorical":
+        # a mask_one hint's prediction is the arg-max node, not the sign: no wrong outline
+        predicted = None if field.type == "mask_one" else logits > 0
+        return logits, predicted, target > 0.5, f"{hint} logit"
+    concept = CONCEPTS.get(test.algorithm, {}).get(test.concept)
+    rule = getattr(concept, "rule", ())
+    if getattr(concept, "source_hint", None) == hint and rule and rule[0] in ("class", "not_class"):
+        cls, negate = int(rule[1]), rule[0] == "not_class"
+    else:
+        cls, negate = None, False
+    truth_class = target.argmax(-1)
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    if cls is None:  # the true class of each node and step
+        lp = log_p.gather(-1, truth_class.unsqueeze(-1)).squeeze(-1)
+        return (
+            lp - torch.log1p(-lp.exp().clamp(max=1 - 1e-6)),
+            None,
+            truth_class >= 0,
+            (f"{hint}: logit of P(true class)"),
+        )
+    lp = log_p[..., cls]
+    value = lp - torch.log1p(-lp.exp().clamp(max=1 - 1e-6))  # logit of P(class)
+    predicted, truth = logits.argmax(-1) == cls, truth_class == cls
+    if negate:
+        value, predicted, truth = -value, ~predicted, ~truth
+    return value, predicted, truth, f"{hint}: logit of P({test.concept})"
+
+
 @torch.no_grad()
 def ablation_figure(model, sae, test: ConceptTest, data, path: Path) -> Path:
     """One graph ``data``: the target hint's logits per step, clean and with the test's
-    feature zero-ablated at every step (wrong predictions outlined)."""
+    feature zero-ablated at every step (wrong predictions outlined). A categorical hint
+    ([n, S, C]) is drawn as the logit of the probability that the concept holds."""
     from hooked_nar.data import collate
     from patching.interventions import ablate_features
     from patching.plots import draw_before_after
@@ -45,14 +82,15 @@ def ablation_figure(model, sae, test: ConceptTest, data, path: Path) -> Path:
     ablated = model.run_with_hooks(batch, fwd_hooks=ablate_features(model, sae, [test.feature]))
     ablated = ablated.hints[hint]
     S = min(clean.shape[1], int(data.length) - 1)
-    truth = data[hint][:, 1 : S + 1] > 0.5
+    target = data[hint][:, 1 : S + 1]
+    clean_v, clean_p, truth, label = _hint_view(model, test, hint, clean[:, :S], target)
+    ablated_v, ablated_p, _, _ = _hint_view(model, test, hint, ablated[:, :S], target)
     name = f"f{test.feature} ablated"
-    rows = {"clean": clean[:, :S].T, name: ablated[:, :S].T}
-    field = next(f for f in model.hint_fields if f.name == hint)
-    wrong = None  # for a mask_one hint the arg-max node is the prediction, not the sign
-    if field.type != "mask_one":
-        wrong = {"clean": ((clean[:, :S] > 0) != truth).T, name: ((ablated[:, :S] > 0) != truth).T}
-    lim = float(torch.cat([clean[:, :S], ablated[:, :S]]).abs().max())
+    rows = {"clean": clean_v.T, name: ablated_v.T}
+    wrong = None
+    if clean_p is not None:
+        wrong = {"clean": (clean_p != truth).T, name: (ablated_p != truth).T}
+    lim = float(torch.cat([clean_v, ablated_v]).abs().max())
     return draw_before_after(
         data,
         rows,
@@ -63,7 +101,7 @@ def ablation_figure(model, sae, test: ConceptTest, data, path: Path) -> Path:
         vmax=lim,
         outlines=wrong,
         outline_label="wrong prediction",
-        value_label=f"{hint} logit",
+        value_label=label,
         title=f"{test.algorithm}: {hint} logits before / after zero-ablating feature "
         f"{test.feature} ({test.concept}) at every step; margin removed "
         f"{test.ablation[0].effect:.2f} (controls {test.ablation[0].control:.2f})",

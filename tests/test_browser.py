@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hooked_nar.app.browser.build import load_run
 from hooked_nar.app.browser.results import causal_by_feature, study_baselines
+from hooked_nar.app.browser.run_folder import load_run
 from hooked_nar.app.browser.write import feature_file
 
 ROOT = Path(__file__).resolve().parents[1]

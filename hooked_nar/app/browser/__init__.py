@@ -7,6 +7,7 @@
 The page is plain JavaScript and SVG (``assets/``); the data travels as ``data/*.js``.
 """
 
-from hooked_nar.app.browser.build import BROWSER_DIR, BrowserInfo, browse_run, build_browser
+from hooked_nar.app.browser.build import BROWSER_DIR, BrowserInfo, build_browser
+from hooked_nar.app.browser.run_folder import browse_run, load_run
 
-__all__ = ["BROWSER_DIR", "BrowserInfo", "browse_run", "build_browser"]
+__all__ = ["BROWSER_DIR", "BrowserInfo", "browse_run", "build_browser", "load_run"]

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hooked_nar.app.browser import BROWSER_DIR, build_browser
-    from hooked_nar.app.browser.build import load_run
-    from hooked_nar.study import UsageError
+    from hooked_nar.app.browser.run_folder import load_run
+    from hooked_nar.app.common import UsageError
 
     t0 = time.perf_counter()
     try:
