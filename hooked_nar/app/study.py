@@ -736,10 +736,10 @@ def stage_causal(ctx: StudyContext) -> Section:
 
 
 def stage_browser(ctx: StudyContext) -> Section:
-    """With ``--browser``: the offline feature browser of the SAE (``browser/index.html``)."""
-    if not getattr(ctx.args, "browser", False) or ctx.sae is None:
-        why = "no SAE" if ctx.sae is None else "run with --browser, or `hooked-nar browse`"
-        return Section("browser", "Feature browser", f"Not written ({why}).", {"written": False})
+    """The offline feature browser of the SAE (``browser/index.html``); run after
+    :data:`STAGES` with ``--browser``."""
+    if ctx.sae is None:
+        return Section("browser", "Feature browser", "Not written (no SAE).", {"written": False})
     import json
 
     from hooked_nar.app.browser.build import BROWSER_DIR, build_browser
@@ -773,7 +773,6 @@ STAGES: list[Callable[[StudyContext], Section]] = [
     stage_model,
     stage_sae,
     stage_causal,
-    stage_browser,
 ]
 
 
@@ -854,8 +853,8 @@ _RUN_FILES = ("report.md", "results.json", "*.png")
 
 def clear_previous_run(out: Path, keep: Path | None = None) -> list[Path]:
     """Remove what an earlier study left in ``out``: its report, results, PNGs, SAE and
-    browser folders (only when ``out/results.json`` is a study's), and the temporary files of killed
-    writers (:func:`hooked_nar.atomic.remove_stale_temporaries`). ``keep``: a path not to
+    browser folders (only when ``out/results.json`` is a study's), and the temporary files
+    of killed writers (:func:`hooked_nar.atomic.remove_stale_temporaries`). ``keep``: a path not to
     remove (the ``--sae`` being reused). Returns the paths removed."""
     import json
 
@@ -902,7 +901,8 @@ def _sigterm_as_interrupt():
 
 
 def run_study(args: argparse.Namespace) -> StudyContext:
-    """Run every stage of :data:`STAGES` for validated ``args``; returns the context."""
+    """Run every stage of :data:`STAGES` (then :func:`stage_browser` with ``args.browser``)
+    for validated ``args``; returns the context."""
     ctx = StudyContext(
         args=args,
         algorithm=args.algorithm,
@@ -911,8 +911,9 @@ def run_study(args: argparse.Namespace) -> StudyContext:
     )
     given_sae = getattr(args, "sae", None)
     clear_previous_run(ctx.out, keep=None if given_sae is None else Path(given_sae))
+    stages = [*STAGES, stage_browser] if getattr(args, "browser", False) else STAGES
     with _sigterm_as_interrupt():
-        for stage in STAGES:
+        for stage in stages:
             t0 = time.perf_counter()
             try:
                 sec = stage(ctx)
@@ -923,7 +924,7 @@ def run_study(args: argparse.Namespace) -> StudyContext:
             sec.results["seconds"] = time.perf_counter() - t0
             ctx.sections.append(sec)
             ctx.results[sec.key] = sec.results
-            _write(ctx, "complete" if stage is STAGES[-1] else "running")
+            _write(ctx, "complete" if stage is stages[-1] else "running")
     return ctx
 
 
