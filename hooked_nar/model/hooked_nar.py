@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import random
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -95,8 +96,10 @@ class HookedNAR(HookedRootModule):
         if any(hp.fwd_hooks or hp.bwd_hooks for hp in self.hook_dict.values()):
             raise RuntimeError(
                 f"this batch needs {num_steps} processor steps but hook points exist for "
-                f"{len(self.steps)} and hooks are attached; call model.ensure_steps({num_steps}) "
-                "before adding hooks (run_with_hooks / run_with_cache do this for you)"
+                f"{len(self.steps)} and hooks are attached (hooks added by name filters would "
+                f"miss the new steps); call model.ensure_steps({num_steps}) before adding "
+                "permanent hooks or hooks with add_hook, or remove them first "
+                "(model.reset_hooks(including_permanent=True))"
             )
         hint_fields = self.hint_fields
         first_new = len(self.steps)
@@ -117,8 +120,13 @@ class HookedNAR(HookedRootModule):
     def add_hook(
         self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False
     ) -> None:
-        """TransformerLens's ``add_hook``, after building the processor steps a hook name refers to;
-        an unknown name raises ValueError with close matches."""
+        """TransformerLens's ``add_hook``, after building the processor steps a hook name refers to
+        (``"steps.30.hook_node_out"`` builds steps up to 30); an unknown name raises ValueError
+        with close matches."""
+        if isinstance(name, str):
+            step = re.match(r"steps\.(\d+)\.", name)
+            if step is not None:
+                self.ensure_steps(int(step.group(1)) + 1)
         self._check_hook_name(name)
         super().add_hook(
             name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend
@@ -145,6 +153,11 @@ class HookedNAR(HookedRootModule):
 
     def run_with_cache(self, *model_args, names_filter=None, **kwargs):
         """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
+        if kwargs.get("incl_bwd") and kwargs.get("return_type", "logits") != "loss":
+            raise ValueError(
+                "run_with_cache(incl_bwd=True) runs backward from the output: pass "
+                "return_type='loss' (the logits are a NARLogits of several fields)"
+            )
         model_args = self._prepare(model_args)
         if isinstance(names_filter, (str, list)):
             for name in [names_filter] if isinstance(names_filter, str) else names_filter:
