@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from torch_geometric.data import Batch
 from transformer_lens import ActivationCache
 
 from hooked_nar.model.steps import hint_step_mask, num_processor_steps
@@ -27,7 +28,7 @@ _TRANSFORMER_ONLY = (
 )
 
 
-def row_layout(model, batch, num_rows: int) -> tuple[Tensor, Tensor]:
+def row_layout(model, batch: Batch, num_rows: int) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
     """Graph ``[R]`` and within-graph node index ``[R]`` (-1: not a node row) of the rows of a
     hook of ``model`` on ``batch``, told apart by their number: nodes, edges, pointer
     candidates or graphs. On the batch's device."""
@@ -55,10 +56,10 @@ class StackedActivation:
     row, ``node`` [X] the row's node index within its graph (-1 for non-node rows).
     """
 
-    values: Tensor
-    mask: Tensor
-    graph: Tensor
-    node: Tensor
+    values: Float[Tensor, "S X *d"]
+    mask: Bool[Tensor, "S X"]
+    graph: Int[Tensor, " X"]
+    node: Int[Tensor, " X"]
 
 
 @dataclass
@@ -69,10 +70,10 @@ class RowIndex:
     ``concepts_read[c]`` at the state it reads (hint t).
     """
 
-    graph: Tensor
-    node: Tensor
-    step: Tensor
-    concepts: dict[str, Tensor]
+    graph: Int[Tensor, " R"]
+    node: Int[Tensor, " R"]
+    step: Int[Tensor, " R"]
+    concepts: dict[str, Tensor]  # [R] bool or float32
     concepts_read: dict[str, Tensor]
 
     def __len__(self) -> int:
@@ -82,7 +83,7 @@ class RowIndex:
 class NARCache(ActivationCache):
     """Activations of one ``run_with_cache`` call; ``cache["hook_node_out", 3]`` is step 3."""
 
-    def __init__(self, cache_dict: dict[str, Tensor], model, batch) -> None:
+    def __init__(self, cache_dict: dict[str, Tensor], model, batch: Batch) -> None:
         super().__init__(cache_dict, model, has_batch_dim=False)
         self.batch = batch
         self.num_steps = int(num_processor_steps(batch.length.view(-1)).max())
@@ -216,7 +217,7 @@ class NARCache(ActivationCache):
         graph, node = row_layout(self.model, self.batch, values.shape[1])
         return StackedActivation(values, self.step_mask[graph].T, graph, node)
 
-    def flatten(self, name: str = "hook_node_out") -> tuple[Tensor, RowIndex]:
+    def flatten(self, name: str = "hook_node_out") -> tuple[Float[Tensor, "R d"], RowIndex]:
         """Rows ``[R, d]`` of a node hook over valid (graph, node, step) triples, with labels.
 
         Rows are ordered by step, then node (stable across runs of the same batch).

@@ -7,9 +7,13 @@ import difflib
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
 
@@ -43,9 +47,9 @@ class NARLogits:
     Pointer logits are over ``pointer_index`` [2, P] (candidate i, node j).
     """
 
-    outputs: dict[str, Tensor]
-    hints: dict[str, Tensor]
-    pointer_index: Tensor
+    outputs: dict[str, Float[Tensor, " rows *classes"]]
+    hints: dict[str, Float[Tensor, " rows steps *classes"]]
+    pointer_index: Int[Tensor, "2 candidates"]
     num_steps: int
 
 
@@ -139,14 +143,16 @@ class HookedNAR(SAESplicing, HookedRootModule):
             self.ensure_steps(int(num_processor_steps(args[0].length).max()))
         return args
 
-    def run_with_hooks(self, *model_args, **kwargs):
+    def run_with_hooks(self, *model_args, **kwargs) -> NARLogits | Tensor:
         """TransformerLens's ``run_with_hooks`` on a PyG batch: the :class:`NARLogits` of the
         forward with ``fwd_hooks`` / ``bwd_hooks`` ``[(name or filter, fn)]`` attached, removed
         afterwards (also after an exception)."""
         model_args = self._prepare(model_args)
         return super().run_with_hooks(*model_args, **kwargs)
 
-    def run_with_cache(self, *model_args, names_filter=None, **kwargs):
+    def run_with_cache(
+        self, *model_args, names_filter=None, **kwargs
+    ) -> tuple[NARLogits | Tensor, NARCache]:
         """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
         if kwargs.get("incl_bwd") and kwargs.get("return_type", "logits") != "loss":
             raise ValueError(
@@ -161,12 +167,15 @@ class HookedNAR(SAESplicing, HookedRootModule):
         return out, NARCache(cache, self, model_args[0])
 
     # ---------------------------------------------------------------- forward
-    def pointer_index(self, batch) -> Tensor:
+    def pointer_index(self, batch: Batch) -> Int[Tensor, "2 candidates"]:
         """Candidate (i, j) pairs of pointer heads: in-edges of j, or all nodes of j's graph."""
         return complete_pairs(batch.ptr) if self.dense_pointers else batch.edge_index
 
-    def forward(self, batch, return_type: str = "logits"):
-        """``return_type``: ``"logits"`` (NARLogits), ``"loss"`` (scalar) or ``"both"``."""
+    def forward(
+        self, batch: Batch | Data, return_type: Literal["logits", "loss", "both"] = "logits"
+    ) -> NARLogits | Float[Tensor, ""] | tuple[NARLogits, Float[Tensor, ""]]:
+        """``return_type``: ``"logits"`` (NARLogits), ``"loss"`` (scalar) or ``"both"``.
+        ``batch``: a PyG ``Batch`` of graphs of this model's algorithm, or one ``Data``."""
         if return_type not in ("logits", "loss", "both"):
             raise ValueError(f"return_type={return_type!r} must be 'logits', 'loss' or 'both'")
         self._check_batch(batch)
@@ -258,14 +267,14 @@ class HookedNAR(SAESplicing, HookedRootModule):
         }
 
     # ------------------------------------------------------------ checkpoints
-    def save_pretrained(self, path, metadata: dict | None = None):
+    def save_pretrained(self, path: str | Path, metadata: dict | None = None) -> Path:
         """Save to ``path`` (``config.json`` + ``model.safetensors``), atomically."""
         return save_model(
             self, path, metadata if metadata is not None else getattr(self, "metadata", None)
         )
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **expected_config) -> HookedNAR:
+    def from_pretrained(cls, name_or_path: str | Path, **expected_config) -> HookedNAR:
         """Load a shipped checkpoint (``"bfs"``, ``"dijkstra"``, ...) or a saved directory.
 
         Keyword arguments (e.g. ``algorithm="bfs"``) must match the stored config.
@@ -277,7 +286,7 @@ class HookedNAR(SAESplicing, HookedRootModule):
         return model.eval()
 
     # ------------------------------------------------------------ objectives
-    def loss(self, logits: NARLogits, batch) -> Tensor:
+    def loss(self, logits: NARLogits, batch: Batch) -> Float[Tensor, ""]:
         """Sum over fields of the mean per-field loss; hints only on valid steps."""
         total = logits.pointer_index.new_zeros((), dtype=torch.float32)
         for f in self.output_fields:
@@ -323,7 +332,7 @@ class HookedNAR(SAESplicing, HookedRootModule):
             )
 
     @torch.no_grad()
-    def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:
+    def predict(self, batch: Batch | Data, hints: bool = False) -> dict[str, Tensor]:
         """Decoded outputs (and, with ``hints=True``, decoded hints ``[X, S]`` under their names).
 
         Pointers are the parent's index within its graph ``[N]``, comparable to CLRS's ``pi``.

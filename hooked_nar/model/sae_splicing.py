@@ -7,11 +7,16 @@ SAE at one step.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
 
 __all__ = ["SAESplice", "SAESplicing"]
 
@@ -33,7 +38,11 @@ class SAESplicing:
                 self._splice_sae(sae, t, hook, use_error_term)
 
     def add_sae(
-        self, sae, hook: str | None = None, steps=None, use_error_term: bool = False
+        self,
+        sae: SAE,
+        hook: str | None = None,
+        steps: int | Sequence[int] | None = None,
+        use_error_term: bool = False,
     ) -> None:
         """Splice a SAELens ``sae`` at ``steps.{t}.{hook}`` for every step t in ``steps``.
 
@@ -66,7 +75,13 @@ class SAESplicing:
         self.setup()
 
     @contextmanager
-    def saes(self, saes=(), hook: str | None = None, steps=None, use_error_term: bool = False):
+    def saes(
+        self,
+        saes: SAE | Sequence[SAE] = (),
+        hook: str | None = None,
+        steps: int | Sequence[int] | None = None,
+        use_error_term: bool = False,
+    ) -> Iterator[SAESplicing]:
         """``with model.saes(sae, steps=[2, 3]): ...`` splices ``saes`` (one SAE or a list,
         see :meth:`add_sae`) for the block and restores the previous splices afterwards, also
         when the block (or a bad argument) raises."""
