@@ -189,14 +189,15 @@ class ActivationStore:
         hook_set = set(hooks)
         try:
             loader = CLRSLoader(dataset, batch_size=batch_size, shuffle=False)
+            device = next(model.parameters()).device
             for batch in tqdm(loader, desc="collect activations", disable=not show, leave=False):
                 _, cache = model.run_with_cache(
-                    batch,
+                    batch.to(device),
                     names_filter=lambda n: (
                         n.startswith("steps.") and n.split(".", 2)[2] in hook_set
                     ),
                 )
-                acts, index = _flatten(cache, hooks)
+                acts, index = _flatten(cache, hooks)  # on the CPU, where the store lives
                 index.graph = index.graph + offset
                 offset += batch.num_graphs
                 if steps is not None:
@@ -373,13 +374,20 @@ class ActivationStore:
 def _flatten(cache, hooks: list[str]) -> tuple[dict[str, Tensor], RowIndex]:
     """Valid rows of every hook of one cache, in ``NARCache.flatten`` order."""
     rows, index = cache.flatten(hooks[0])
-    acts = {hooks[0]: rows.float()}
+    acts = {hooks[0]: rows.float().cpu()}
     for h in hooks[1:]:
         st = cache.stack(h)
         if st.values.shape[1] != cache.batch.num_nodes:
             raise ValueError(f"hook {h!r} is not node-level ({st.values.shape[1]} rows per step)")
         s, n = st.mask.nonzero(as_tuple=True)
-        acts[h] = st.values[s, n].float()
+        acts[h] = st.values[s, n].float().cpu()
+    index = RowIndex(
+        index.graph.cpu(),
+        index.node.cpu(),
+        index.step.cpu(),
+        {c: v.cpu() for c, v in index.concepts.items()},
+        {c: v.cpu() for c, v in index.concepts_read.items()},
+    )
     return acts, index
 
 
