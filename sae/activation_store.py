@@ -31,7 +31,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.hook_points import HookPoint
 
-from hooked_nar.atomic import write_bytes_atomic, write_text_atomic
+from hooked_nar.atomic import (
+    move_directory_into_place,
+    temporary_directory_for,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from hooked_nar.model.cache import RowIndex
 
 __all__ = ["ActivationStore"]
@@ -397,8 +402,7 @@ class _ShardWriter:
 
     def __init__(self, path: Path, shard_rows: int) -> None:
         self.path, self.shard_rows = path, shard_rows
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        self.tmp = temporary_directory_for(path)
         self.pending: list[dict[str, Tensor]] = []
         self.pending_rows = 0
         self.shards: list[dict] = []
@@ -439,14 +443,7 @@ class _ShardWriter:
                 "tensors": self.dtypes,
             }
             write_text_atomic(self.tmp / MANIFEST, json.dumps(manifest, indent=1))
-            if self.path.exists():
-                old = self.path.with_name(f".{self.path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(self.path, old)
-                os.replace(self.tmp, self.path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(self.tmp, self.path)
+            move_directory_into_place(self.tmp, self.path)
             return manifest
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
