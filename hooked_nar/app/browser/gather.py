@@ -3,7 +3,7 @@
 :func:`gather` encodes the held-out (graph, node, step) rows with the SAE once and derives,
 per feature: firing rate, activations, histogram, top and random examples (each with the
 feature's activation at every node and step of its graph), concept scores (the study's own
-:func:`sae.concepts.feature_concept_scores`), concept groups and the decoder direction read
+:func:`sae.concepts.feature_concept_scores`'s AUROC and Spearman), concept groups and the decoder direction read
 through the model's linear node heads (:mod:`hooked_nar.app.browser.decoder_read`). What the
 study decided (causal verdicts, concept baselines) is read from ``results.json`` by
 :mod:`hooked_nar.app.browser.results`.
@@ -12,6 +12,7 @@ study decided (causal verdicts, concept baselines) is read from ``results.json``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,6 +55,42 @@ def _auroc_from_ranks(ranks: Float[Tensor, "R K"], labels: Tensor) -> Tensor:
     if n_pos == 0 or n_neg == 0:
         return torch.full((ranks.shape[1],), float("nan"))
     return ((ranks[y].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
+
+
+@dataclass
+class ConceptTable:
+    """The feature x concept statistics the page shows: the values of
+    :func:`sae.concepts.feature_concept_scores` (``auroc`` [F, Cb], ``spearman`` [F, Cs],
+    ``frequency`` [F], ``positive_rate`` [Cb]) without its F1 search, every column ranked once."""
+
+    bool_concepts: list[str]
+    scalar_concepts: list[str]
+    auroc: Tensor
+    spearman: Tensor
+    frequency: Tensor
+    positive_rate: Tensor
+
+
+def concept_table(acts: Float[Tensor, "R F"], labels: dict[str, Tensor]) -> ConceptTable:
+    """:class:`ConceptTable` of ``acts`` against ``labels`` ``{concept: [R]}`` (bool or float)."""
+    from sae.concepts import midranks, pearson
+
+    bools = [c for c, v in labels.items() if v.dtype == torch.bool]
+    scalars = [c for c, v in labels.items() if v.dtype != torch.bool]
+    ranks = midranks(acts)
+    F = acts.shape[1]
+
+    def stack(cols: list[Tensor]) -> Tensor:
+        return torch.stack(cols, 1) if cols else torch.zeros(F, 0)
+
+    return ConceptTable(
+        bools,
+        scalars,
+        stack([_auroc_from_ranks(ranks, labels[c]) for c in bools]),
+        stack([pearson(ranks.float(), midranks(labels[c]).float()) for c in scalars]),
+        (acts > 0).float().mean(0),
+        torch.tensor([float(labels[c].float().mean()) for c in bools]),
+    )
 
 
 def computed_baselines(
@@ -182,7 +219,6 @@ def gather(
 
     from hooked_nar.data.generators import GRAPH_CONVENTIONS
     from sae.activation_store import ActivationStore
-    from sae.concepts import feature_concept_scores
     from sae.evaluate import encode_rows
 
     results = results or {}
@@ -193,7 +229,7 @@ def gather(
     labels = {c: v for c, v in labels.items() if v.unique().numel() > 1}  # as analyse_sae
     acts, _ = encode_rows(sae, rows)
     acts = acts.float()
-    scores = feature_concept_scores(acts, labels)
+    scores = concept_table(acts, labels)
     F = acts.shape[1]
     bools, scalars = scores.bool_concepts, scores.scalar_concepts
 
