@@ -118,14 +118,13 @@ def computed_baselines(
     return out
 
 
-def _graph_cells(index, graph: int) -> tuple[Tensor, int, int]:
-    """Row ids of ``graph`` as a ``[S, n]`` matrix (-1 where no row), S and n."""
+def _graph_cells(index, graph: int) -> Tensor:
+    """Row ids of ``graph`` as a ``[S, n]`` matrix (-1 where no row)."""
     sel = (index.graph == graph).nonzero().flatten()
     steps, nodes = index.step[sel], index.node[sel]
-    S, n = int(steps.max()) + 1, int(nodes.max()) + 1
-    cells = torch.full((S, n), -1, dtype=torch.long)
+    cells = torch.full((int(steps.max()) + 1, int(nodes.max()) + 1), -1, dtype=torch.long)
     cells[steps, nodes] = sel
-    return cells, S, n
+    return cells
 
 
 def graph_drawing(data, cells: Tensor, labels: dict[str, Tensor], directed: bool, seed: int):
@@ -189,13 +188,56 @@ def _best_concept(scores, f: int) -> dict | None:
     return None
 
 
-def _example(index, r: int, kind: str) -> dict:
-    return {
-        "kind": kind,
-        "graph": int(index.graph[r]),
-        "node": int(index.node[r]),
-        "step": int(index.step[r]),
-    }
+def _examples(col: Tensor, index, gen: torch.Generator) -> list[dict]:
+    """The :data:`TOP_EXAMPLES` rows where ``col`` is largest, strongest first, then
+    :data:`RANDOM_EXAMPLES` drawn uniformly from the other rows where it fires."""
+    on = (col > 0).nonzero().flatten()
+    if not on.numel():
+        return []
+    _, top = col.topk(min(TOP_EXAMPLES, int(on.numel())))
+    rest = on[~torch.isin(on, top)]
+    pick = rest[torch.randperm(rest.numel(), generator=gen)[:RANDOM_EXAMPLES]]
+    return [
+        {
+            "kind": kind,
+            "graph": int(index.graph[r]),
+            "node": int(index.node[r]),
+            "step": int(index.step[r]),
+        }
+        for kind, rows in (("top", top), ("random", pick))
+        for r in rows.tolist()
+    ]
+
+
+def _concept_rows(scores: ConceptTable, groups: dict, baselines: dict, verdicts: list) -> list:
+    """One row of the page's concept table per concept: best feature, groups, baselines,
+    verdicts (boolean concepts) or best Spearman (scalar ones)."""
+    rows = []
+    for i, c in enumerate(scores.bool_concepts):
+        j = int(torch.nan_to_num(scores.auroc[:, i], nan=-1.0).argmax())
+        rows.append(
+            {
+                "name": c,
+                "kind": "bool",
+                "positive_rate": _r(scores.positive_rate[i]),
+                "best_feature": j,
+                "best_auroc": _r(scores.auroc[j, i]),
+                "group": groups[c],
+                "baselines": baselines.get(c, {}),
+                "causal": [v for v in verdicts if v["concept"] == c],
+            }
+        )
+    for i, c in enumerate(scores.scalar_concepts):
+        j = int(scores.spearman[:, i].abs().argmax())
+        rows.append(
+            {
+                "name": c,
+                "kind": "scalar",
+                "best_feature": j,
+                "best_spearman": _r(scores.spearman[j, i]),
+            }
+        )
+    return rows
 
 
 def gather(
@@ -271,14 +313,7 @@ def gather(
                 "dense": bool(freq[f] > DENSE_THRESHOLD),
             }
         )
-        on = firing[:, f].nonzero().flatten()
-        examples = []
-        if on.numel():
-            vals, top = col.topk(min(TOP_EXAMPLES, int(on.numel())))
-            examples = [_example(index, int(r), "top") for r in top.tolist()]
-            rest = on[~torch.isin(on, top)]
-            pick = rest[torch.randperm(rest.numel(), generator=gen)[:RANDOM_EXAMPLES]]
-            examples += [_example(index, int(r), "random") for r in pick.tolist()]
+        examples = _examples(col, index, gen)
         details[f] = {
             "id": f,
             "histogram": _histogram(col),
@@ -293,7 +328,7 @@ def gather(
     directed = GRAPH_CONVENTIONS[algorithm].directed
     graphs, cells_of = {}, {}
     for g in sorted(used_graphs):
-        cells, _, _ = _graph_cells(index, g)
+        cells = _graph_cells(index, g)
         cells_of[g] = cells
         graphs[g] = graph_drawing(eval_data[g], cells, labels, directed, seed)
         graphs[g]["study_index"] = None if graph_ids is None else int(graph_ids[g])
@@ -303,31 +338,7 @@ def gather(
             vals = torch.where(cells >= 0, acts[cells.clamp(min=0), f], torch.zeros(()))
             d["acts"][g] = [[_r(v) for v in step] for step in vals.tolist()]
 
-    concepts = []
-    for i, c in enumerate(bools):
-        j = int(torch.nan_to_num(auroc[:, i], nan=-1.0).argmax())
-        concepts.append(
-            {
-                "name": c,
-                "kind": "bool",
-                "positive_rate": _r(scores.positive_rate[i]),
-                "best_feature": j,
-                "best_auroc": _r(auroc[j, i]),
-                "group": groups[c],
-                "baselines": baselines.get(c, {}),
-                "causal": [v for v in verdicts if v["concept"] == c],
-            }
-        )
-    for i, c in enumerate(scalars):
-        j = int(scores.spearman[:, i].abs().argmax())
-        concepts.append(
-            {
-                "name": c,
-                "kind": "scalar",
-                "best_feature": j,
-                "best_spearman": _r(scores.spearman[j, i]),
-            }
-        )
+    concepts = _concept_rows(scores, groups, baselines, verdicts)
 
     study_rows = (
         results.get("sae", {}).get("evaluation", {}).get("reconstruction", {}).get("num_rows")
