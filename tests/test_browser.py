@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,53 @@ def test_baselines_equal_sae_concepts_auroc():
         float(two_sided(auroc(rows, labels["b"])).max()), abs=1e-4
     )
     assert 0.5 <= base["b"]["random directions median"] <= base["b"]["random directions p95"] < 0.7
+
+
+def test_concept_table_equals_feature_concept_scores():
+    from hooked_nar.app.browser.gather import concept_table
+    from sae.concepts import feature_concept_scores
+
+    gen = torch.Generator().manual_seed(1)
+    acts = torch.relu(torch.randn(400, 12, generator=gen)).round(decimals=1)
+    labels = {
+        "a": acts[:, 3] > 0.5,
+        "b": torch.rand(400, generator=gen) < 0.1,
+        "d": acts[:, 5] * 2 + torch.randn(400, generator=gen),
+    }
+    mine, study = concept_table(acts, labels), feature_concept_scores(acts, labels)
+    assert mine.bool_concepts == study.bool_concepts == ["a", "b"]
+    assert mine.scalar_concepts == study.scalar_concepts == ["d"]
+    for name in ("auroc", "spearman", "frequency", "positive_rate"):
+        assert torch.allclose(getattr(mine, name), getattr(study, name), atol=1e-6), name
+
+
+def test_browse_command_with_any_saelens_dir_and_checkpoint(run, tmp_path, capsys):
+    """`hooked-nar browse RUN --sae DIR --checkpoint NAME` gives the same index as the study's
+    own browser; a bad --sae is one line and exit code 2."""
+    from hooked_nar.app.cli import main
+
+    out, _, index, _ = run
+    sae_copy = tmp_path / "my_sae"
+    shutil.copytree(out / "sae", sae_copy)
+    target = tmp_path / "page"
+    argv = ["browse", str(out), "--sae", str(sae_copy), "--checkpoint", "bfs", "-o", str(target)]
+    assert main(argv) == 0
+    assert "128 features" in capsys.readouterr().out
+    again = _read_js(target / "data" / "index.js", "window.NAR_INDEX = ", ";")
+    assert again["features"] == index["features"] and again["concepts"] == index["concepts"]
+    assert main(["browse", str(out), "--sae", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hooked-nar browse: error: sae=") and "\n" not in err
+
+
+def test_a_new_study_run_removes_the_previous_browser(tmp_path):
+    from hooked_nar.app.study import clear_previous_run
+
+    (tmp_path / "results.json").write_text(json.dumps({"algorithm": "bfs", "stages": []}))
+    (tmp_path / "browser" / "data").mkdir(parents=True)
+    (tmp_path / "browser" / "index.html").write_text("old")
+    clear_previous_run(tmp_path)
+    assert not (tmp_path / "browser").exists()
 
 
 def test_browse_rejects_bad_input_in_one_line(run, tmp_path):
