@@ -93,7 +93,7 @@ def _validate_study(args: argparse.Namespace) -> None:
         "sae_steps",
         "sae_eval_graphs",
         "causal_graphs",
-        "num_controls",
+        "num_null",
     )
     for key, low in [("seed", 0)] + [(k, 1) for k in checked]:
         if getattr(args, key) is not None and getattr(args, key) < low:
@@ -171,7 +171,7 @@ FORWARDED = {
     ),
     "patch": (
         "patching.cli:patch_main",
-        "causal tests of concept features: ablation and steering beside controls "
+        "causal tests of concept units: ablation and steering beside a null "
         "(see `hooked-nar patch --help`)",
     ),
 }
@@ -294,12 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"{CAUSAL_DEFAULTS['causal_graphs']}; --quick: {CAUSAL_QUICK['causal_graphs']})",
     )
     s.add_argument(
-        "--num-controls",
+        "--num-null",
         type=int,
         default=None,
         metavar="K",
-        help=f"frequency-matched features and random directions per causal test (default: "
-        f"{CAUSAL_DEFAULTS['num_controls']}; --quick: {CAUSAL_QUICK['num_controls']})",
+        help="null units per kind (uninformative feature subsets, random subspaces) of each "
+        "causal test (default: enough for the run's Holm correction; --quick: "
+        f"{CAUSAL_QUICK['num_null']}, too few for a verdict)",
     )
     s.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"
