@@ -21,7 +21,7 @@ from sae.concepts import (
     monosemantic_features,
     top_examples,
 )
-from sae.evaluate import encode_rows
+from sae.evaluate import encode_rows, recovered_text
 from sae.probes import probe_concepts
 from sae.sweep import describe
 
@@ -179,10 +179,11 @@ def report_sections(
                 f"| {name} | {_f(r['output_accuracy'], 4)} | {_f(r['hint_accuracy'], 4)} | "
                 f"{_f(r['graph_accuracy'], 4)} | {_f(r['hint_loss'], 4)} |"
             )
-        rr = d["recovered"]
+        rr, ci = d["recovered"], d.get("recovered_ci", {})
+        acc = lambda k: recovered_text(rr[k], ci.get(k))  # noqa: E731
         lines.append(
-            f"| **recovered** | {_f(rr['output_accuracy'], 4)} | {_f(rr['hint_accuracy'], 4)} | "
-            f"{_f(rr['graph_accuracy'], 4)} | {_f(rr['hint_loss'], 4)} |"
+            f"| **recovered** [95% CI over graphs] | {acc('output_accuracy')} | "
+            f"{acc('hint_accuracy')} | {acc('graph_accuracy')} | {_f(rr['hint_loss'], 4)} |"
         )
         lines.append("")
     scores, best, probes = analysis["scores"], analysis["best"], analysis["probes"]

@@ -150,6 +150,8 @@ def test_top_examples_and_evaluation_on_a_real_model(bfs):
     assert d["ablated"]["output_accuracy"] < d["clean"]["output_accuracy"]
     assert d["recovered"]["output_accuracy"] == pytest.approx(1.0)
     assert d["recovered"]["hint_loss"] == pytest.approx(1.0, abs=1e-4)
+    # a lossless SAE recovers exactly 1 on every resample of the graphs
+    assert d["recovered_ci"]["output_accuracy"] == pytest.approx((1.0, 1.0))
     acts = sae.encode(rows)
     f = int((acts > 0).sum(0).argmax())
     ex = top_examples(acts, index, feature=f, k=3)
