@@ -13,7 +13,7 @@ Verdicts follow the one rule of :mod:`patching.causal.rule`. Writes ``report.md`
 ``results.json`` and PNGs (effects beside the null; a dose-response curve per concept).
 
 ``--sae PATH`` opens a saved SAELens SAE (e.g. the ``sae/`` folder of ``hooked-nar study``);
-without it the algorithm's recipe SAE (``sae.pipeline.RECIPES``) is trained first.
+without it the algorithm's recipe SAE (``hooked_nar.app.sae_study.RECIPES``) is trained first.
 """
 
 import sys
@@ -22,7 +22,21 @@ from pathlib import Path
 # run from a checkout without (re)installing: the repository root comes first on the path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from patching.cli import patch_main  # noqa: E402
+from hooked_nar.app.cli import main  # noqa: E402
+
+
+def _with_default_output(argv: list[str]) -> list[str]:
+    """``argv`` with ``--output runs/feature_ablation/ALGORITHM`` unless it names one."""
+    if any(a in ("--output", "-o") or a.startswith("--output=") for a in argv):
+        return argv
+    algorithm = "bfs"
+    for i, a in enumerate(argv):
+        if a == "--algorithm" and i + 1 < len(argv):
+            algorithm = argv[i + 1]
+        elif a.startswith("--algorithm="):
+            algorithm = a.split("=", 1)[1]
+    return [*argv, "--output", f"runs/feature_ablation/{algorithm}"]
+
 
 if __name__ == "__main__":
-    raise SystemExit(patch_main(default_output="runs/feature_ablation/{algorithm}"))
+    raise SystemExit(main(["patch", *_with_default_output(sys.argv[1:])]))

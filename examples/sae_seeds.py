@@ -1,5 +1,5 @@
 """How much of an SAE's concept picture is its training seed? Train the algorithm's recipe SAE
-(``sae.pipeline.RECIPES``) with several seeds on the activations ``hooked-nar study`` uses.
+(``hooked_nar.app.sae_study.RECIPES``) with several seeds on the activations ``hooked-nar study`` uses.
 
     python examples/sae_seeds.py --algorithm mst_prim --seeds 10    # ~4 min on one CPU thread
 
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def study_data(algorithm: str):
     """``(train, held_out)``: the datasets of ``hooked-nar study``'s SAE stage (defaults)."""
+    from hooked_nar.app.study import DEFAULTS, SAE_DEFAULTS, longest_trajectory, sae_eval_indices
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
-    from hooked_nar.study import DEFAULTS, SAE_DEFAULTS, longest_trajectory, sae_eval_indices
 
     graphs = CLRSDataset(
         algorithm,
@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tqdm.auto import tqdm
 
+    from hooked_nar.app.common import check_output_dir
+    from hooked_nar.app.sae_study import recipe_for, train_recipe_sae
     from hooked_nar.atomic import write_json_atomic, write_text_atomic
-    from hooked_nar.cli import check_output_dir
     from hooked_nar.model import HookedNAR
     from sae import ActivationStore, analyse_sae, evaluate_sae
-    from sae.pipeline import recipe_for, train_recipe_sae
     from sae.plots import auroc_by_seed
     from sae.sweep import TARGETS, meets_targets
 

@@ -17,7 +17,7 @@ from pathlib import Path
 # run from a checkout without (re)installing: the repository root comes first on the path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sae.cli import train_sae_main  # noqa: E402
+from hooked_nar.app.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(train_sae_main())
+    raise SystemExit(main(["train-sae", *sys.argv[1:]]))

@@ -1,5 +1,5 @@
-"""``python -m hooked_nar`` runs the ``hooked-nar`` command line (see hooked_nar.cli)."""
+"""``python -m hooked_nar`` runs the ``hooked-nar`` command line (see hooked_nar.app.cli)."""
 
-from hooked_nar.cli import main
+from hooked_nar.app.cli import main
 
 raise SystemExit(main())

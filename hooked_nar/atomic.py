@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from typing import IO, Any
 __all__ = [
     "atomic_file",
     "plain_json",
+    "recover_directory",
+    "remove_stale_temporaries",
     "write_bytes_atomic",
     "write_directory_atomically",
     "write_json_atomic",
@@ -98,23 +101,107 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 1) -> Pat
     return write_text_atomic(path, json.dumps(plain_json(obj), indent=indent) + "\n")
 
 
+def _default_dir_mode() -> int:
+    """``0o777`` less the umask: the permissions ``mkdir`` would give a new folder."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+def _plain_permissions(tree: Path) -> None:
+    """Give ``tree`` (from ``mkdtemp``, 0700) and everything in it the permissions of plainly
+    created folders and files (``mkdtemp`` / ``mkstemp`` make them private)."""
+    dir_mode, file_mode = _default_dir_mode(), _default_mode()
+    os.chmod(tree, dir_mode)
+    for root, dirs, files in os.walk(tree):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), dir_mode)
+        for f in files:
+            os.chmod(os.path.join(root, f), file_mode)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``);
+    False where the system or file system cannot."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
+
+
+#: Names of the temporaries this module leaves behind when a process is killed mid-write:
+#: ``.NAME.XXXXXXXX.tmp`` files (:func:`atomic_file`), ``.NAME.XXXXXXXX`` folders and
+#: ``.NAME.old`` folders (:func:`write_directory_atomically`).
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}(?:\.tmp)?|old)$")
+
+
+def recover_directory(path: str | os.PathLike) -> Path:
+    """Finish a directory swap a killed process left half done: when ``path`` is missing and
+    its previous version ``.NAME.old`` is there, move it back. Returns ``path``."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+    return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove what killed writers left in ``folder``: temporary files and folders of
+    :func:`atomic_file` and :func:`write_directory_atomically` (all of them, or those of
+    ``name`` only), after :func:`recover_directory` of every half-swapped folder. Only call
+    it when no other process writes there. Returns the paths removed."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        m = _TEMPORARY.match(entry.name)
+        if m is None or (name is not None and m["name"] != name):
+            continue
+        if entry.name.endswith(".old"):
+            recover_directory(folder / m["name"])
+            if not entry.exists():
+                continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 def write_directory_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Let ``write(tmp_dir)`` fill a temporary directory, then move it to ``path`` in one step
-    (an existing ``path`` is replaced). An exception inside ``write`` leaves ``path`` as it was.
+    (an existing ``path`` is replaced: swapped in one ``renameat2`` on Linux, else by two
+    renames that the next call, or :func:`recover_directory`, completes if a kill comes
+    between them). An exception inside ``write`` leaves ``path`` as it was. The folder and
+    its files get the permissions of plainly created ones (umask respected).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         write(tmp)
-        if path.exists():
+        _plain_permissions(tmp)
+        if not path.exists():
+            os.replace(tmp, path)
+        elif not _exchange(tmp, path):
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the previous version
     return path

@@ -49,6 +49,8 @@ class Target:
     step: Literal["same", "next"]
     new: bool
     description: str
+    #: for a categorical hint: the concept rule naming the consequence's classes
+    rule: tuple = ("mask",)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ _POINTED_TO_NOW = Target(
 )
 _EXTRACTED_NEXT = Target("u", "self", "next", True, "it is extracted as u at the next step")
 _STAYS_MARKED = Target("mark", "self", "next", False, "its mark stays on at the next step")
+_REACHES_NEIGHBOURS = "its unvisited neighbours are reached next"
 
 
 def _f(description: str, source: str) -> Concept:
@@ -97,9 +100,7 @@ _MANUAL: dict[str, dict[str, Concept]] = {
         "is_visited": _b(
             "node reached so far (reach_h)",
             "reach_h",
-            target=Target(
-                "reach_h", "neighbours", "next", True, "its unvisited neighbours are reached next"
-            ),
+            target=Target("reach_h", "neighbours", "next", True, _REACHES_NEIGHBOURS),
         ),
         "is_frontier": _b(
             "node newly reached at this step: reach_h[t] and not reach_h[t-1] "
@@ -227,6 +228,14 @@ def _auto(alg: str) -> dict[str, Concept]:
 CONCEPTS: dict[str, dict[str, Concept]] = {
     alg: dict(_MANUAL[alg]) if alg in _MANUAL else _auto(alg) for alg in SPECS
 }
+CONCEPTS["bellman_ford"]["is_source"] = _b(
+    "the source node (input s)", "s", target=_POINTED_TO_FIRST
+)
+CONCEPTS["bellman_ford"]["is_reached"] = _b(
+    "node with a finite distance estimate (msk)",
+    "msk",
+    target=Target("msk", "neighbours", "next", True, "its unreached neighbours are reached next"),
+)
 
 
 def concepts_markdown(algorithms: list[str] | None = None) -> str:

@@ -5,21 +5,19 @@ accuracy; scalar -> MSE. Whole-graph accuracy: the fraction of graphs whose ever
 (non-scalar) output is entirely correct. The same metrics for hints, per processor step
 and pooled over valid steps (padded steps never count).
 
-    python -m hooked_nar.evaluate --checkpoint bfs --generator er --num-nodes 64
-    python -m hooked_nar.evaluate --table          # the README's accuracy table
+    hooked-nar evaluate --checkpoint bfs --generator er --num-nodes 64
+    hooked-nar evaluate --table          # the README's accuracy table
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import defaultdict
 
 import torch
 from tqdm.auto import tqdm
 
 from hooked_nar.model.fields import Field, row_graph
-from hooked_nar.model.hooked_nar import hint_step_mask
+from hooked_nar.model.steps import hint_step_mask
 from hooked_nar.model.typed_fields import decode
 
 METRIC_NAMES = {
@@ -193,51 +191,3 @@ def ood_table(checkpoints: list[str], num_graphs: int, seed: int) -> str:
             ]
             lines.append(f"| {name} | {field.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``hooked-nar evaluate``: CLRS metrics of checkpoints, or the OOD table."""
-    from hooked_nar.data import CLRSDataset
-    from hooked_nar.model import HookedNAR
-    from hooked_nar.model.checkpoint import shipped_checkpoints
-
-    p = argparse.ArgumentParser(
-        prog="hooked-nar evaluate", description="Evaluate HookedNAR checkpoints with CLRS metrics."
-    )
-    p.add_argument(
-        "--checkpoint",
-        action="append",
-        help="shipped name (bfs, ...) or directory; repeatable (default with --table: all shipped)",
-    )
-    p.add_argument(
-        "--table",
-        action="store_true",
-        help="print the README's out-of-distribution table (node / whole-graph accuracy)",
-    )
-    p.add_argument("--generator", default="er", help="graph generator: er, ws, delaunay, ...")
-    p.add_argument("--num-nodes", type=int, default=64)
-    p.add_argument("--num-graphs", type=int, default=32)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--batch-size", type=int, default=8)
-    args = p.parse_args(argv)
-    if args.table:
-        print(ood_table(args.checkpoint or shipped_checkpoints(), args.num_graphs, args.seed))
-        return
-    if not args.checkpoint:
-        p.error("--checkpoint is required without --table")
-    for name in args.checkpoint:
-        model = HookedNAR.from_pretrained(name)
-        data = CLRSDataset(
-            model.cfg.algorithm,
-            args.num_graphs,
-            generator=args.generator,
-            sizes=(args.num_nodes,),
-            seed=args.seed + args.num_nodes,
-        )
-        print(
-            json.dumps(evaluate(model, data, batch_size=args.batch_size, progress=True), indent=2)
-        )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,11 @@
 """Training loop for ``HookedNAR``: progress bar, periodic validation, atomic resumable
 checkpoints (safetensors + JSON), and a learning-curve PNG.
 
-    python -m hooked_nar.train --algorithm bfs --steps 2000 --out runs/train/bfs
+    hooked-nar train --algorithm bfs --steps 2000 --out runs/train/bfs
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -166,60 +165,3 @@ def _checkpoint(
     model.load_state_dict(best_state)
     save_model(model, out / "best", meta)
     model.load_state_dict(current)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``hooked-nar train``: train a HookedNAR into ``--out`` (resumable)."""
-    p = argparse.ArgumentParser(
-        prog="hooked-nar train", description="Train a HookedNAR on a CLRS algorithm (CPU friendly)."
-    )
-    p.add_argument("--algorithm", required=True)
-    p.add_argument("--processor", default="mpnn", choices=["mpnn", "triplet_gmpnn", "transformer"])
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--hint-mode", default="supervised", choices=["none", "supervised", "encoded"])
-    p.add_argument("--teacher-forcing", type=float, default=0.0)
-    p.add_argument(
-        "--global-readout",
-        action="store_true",
-        help="feed each step the max-pooled hidden state of its graph",
-    )
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--num-train", type=int, default=4000)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--out", required=True, help="output directory (best/, last/, learning_curve.png)"
-    )
-    p.add_argument("--no-resume", action="store_true", help="start over even if out/last exists")
-    args = p.parse_args(argv)
-    cfg = NARConfig(
-        args.algorithm,
-        d_model=args.d_model,
-        processor=args.processor,
-        hint_mode=args.hint_mode,
-        teacher_forcing=args.teacher_forcing,
-        seed=args.seed,
-        global_readout=args.global_readout,
-    )
-    _, history = train(
-        cfg,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        num_train=args.num_train,
-        eval_every=args.eval_every,
-        out=args.out,
-        resume=not args.no_resume,
-        data_seed=args.seed,
-    )
-    print(
-        json.dumps(
-            {"best_validation_score": max(history["val_score"]), "seconds": history["seconds"]}
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from hooked_nar.data.loader import batch_algorithm, collate
 from hooked_nar.model.cache import row_layout
-from hooked_nar.model.hooked_nar import num_processor_steps
+from hooked_nar.model.steps import num_processor_steps
 from patching.controls import CausalResult, bootstrap_ci
 from patching.interventions import _per_step_hooks
 from patching.metrics import Metric, as_metric, pointer_logit_diff

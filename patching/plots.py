@@ -223,6 +223,12 @@ def draw_before_after(
         np.asarray(rows[k].detach().cpu() if hasattr(rows[k], "detach") else rows[k], float)
         for k in labels
     ]
+    for k, v in zip(labels, vals, strict=True):
+        if v.ndim != 2:
+            raise ValueError(
+                f"rows[{k!r}] has shape {v.shape}; every row must be [S, n] (one value per "
+                "step and node: reduce a categorical [S, n, C] hint to one class first)"
+            )
     S, n = vals[0].shape
     if any(v.shape != (S, n) for v in vals):
         raise ValueError(f"every row must be [S, n] = {(S, n)}")

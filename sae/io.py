@@ -37,7 +37,9 @@ def load_sae(path: str | os.PathLike, device: str = "cpu"):
     """``sae_lens.SAE.load_from_disk(path)``; the metadata is on ``sae.cfg.metadata``."""
     from sae_lens import SAE
 
-    path = Path(path)
+    from hooked_nar.atomic import recover_directory
+
+    path = recover_directory(path)  # a swap a kill left half done
     if not (path / "cfg.json").is_file():
         raise ValueError(f"path={str(path)!r} is not a saved SAE (no cfg.json)")
     return SAE.load_from_disk(path, device=device)

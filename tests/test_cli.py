@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from hooked_nar import cli
+from hooked_nar.app import cli
+from hooked_nar.app import study as study_pipeline
+from hooked_nar.app.study import STAGES as STAGE_FUNCTIONS
 from hooked_nar.data import CLRSDataset, data_to_trajectory
 from hooked_nar.model.checkpoint import shipped_checkpoints
-from hooked_nar.study import STAGES as STAGE_FUNCTIONS
 
 STAGES = [f.__name__.removeprefix("stage_") for f in STAGE_FUNCTIONS]
 
@@ -75,11 +76,17 @@ def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
     sae = SAE.load_from_disk(out / "sae")
     assert sae.cfg.metadata.hook_name == "hook_node_out" and sae.cfg.d_in == 128
     ds = CLRSDataset(
-        "bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0, progress=False
+        "bfs",
+        study_pipeline.QUICK["num_graphs"],
+        sizes=(study_pipeline.QUICK["num_nodes"],),
+        seed=0,
+        progress=False,
     )
     from hooked_nar.model import HookedNAR
 
-    keep = sorted(set(range(cli.SAE_QUICK["sae_eval_graphs"])) | {res["data"]["example_graph"]})
+    keep = sorted(
+        set(range(study_pipeline.SAE_QUICK["sae_eval_graphs"])) | {res["data"]["example_graph"]}
+    )
     store = ActivationStore.from_model(HookedNAR.from_pretrained("bfs"), ds[keep], progress=False)
     rec = reconstruction(sae, store.rows())
     reported = res["sae"]["evaluation"]["reconstruction"]
@@ -102,7 +109,7 @@ def test_study_causal_tests_use_the_sae_stage_features(bfs_study):
         assert t["verdict"] in VERDICTS
         # quick mode has too few null units for Holm: nothing can be called causal
         assert t["verdict"] == "inconclusive" or t["ablation_verdict"] != "causal"
-        assert t["settings"]["num_null_per_kind"] == cli.CAUSAL_QUICK["num_null"]
+        assert t["settings"]["num_null_per_kind"] == study_pipeline.CAUSAL_QUICK["num_null"]
         lo, hi = t["ablation"]["effect_ci"]
         assert lo <= t["ablation"]["effect"] <= hi
 
@@ -188,7 +195,11 @@ def test_train_sae_and_collect_subcommands(tmp_path, capsys):
 def test_study_data_statistics_are_the_datasets(bfs_study):
     _, res = bfs_study
     ds = CLRSDataset(
-        "bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0, progress=False
+        "bfs",
+        study_pipeline.QUICK["num_graphs"],
+        sizes=(study_pipeline.QUICK["num_nodes"],),
+        seed=0,
+        progress=False,
     )
     trajs = [data_to_trajectory(d) for d in ds]
     data = res["data"]
@@ -214,7 +225,11 @@ def test_study_model_numbers_match_evaluate(bfs_study):
 
     out, res = bfs_study
     ds = CLRSDataset(
-        "bfs", cli.QUICK["num_graphs"], sizes=(cli.QUICK["num_nodes"],), seed=0, progress=False
+        "bfs",
+        study_pipeline.QUICK["num_graphs"],
+        sizes=(study_pipeline.QUICK["num_nodes"],),
+        seed=0,
+        progress=False,
     )
     model = HookedNAR.from_pretrained("bfs")
     direct = json.loads(json.dumps(evaluate(model, ds, batch_size=32)))
@@ -235,14 +250,14 @@ def test_study_model_numbers_match_evaluate(bfs_study):
 
 
 def test_unknown_algorithm_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "run_study", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(study_pipeline, "run_study", lambda args: pytest.fail("work started"))
     assert _run(["study", "--algorithm", "nope", "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--algorithm" in err[0] and "'nope'" in err[0] and "bfs" in err[0]
 
 
 def test_unwritable_output_exits_2_before_work(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "run_study", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(study_pipeline, "run_study", lambda args: pytest.fail("work started"))
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     assert _run(["study", "--algorithm", "bfs", "--output", str(blocker / "out")]) == 2
@@ -251,7 +266,7 @@ def test_unwritable_output_exits_2_before_work(tmp_path, capsys, monkeypatch):
 
 
 def test_checkpoint_of_another_algorithm_exits_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "run_study", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(study_pipeline, "run_study", lambda args: pytest.fail("work started"))
     argv = ["study", "--algorithm", "dfs", "--checkpoint", "bfs", "--output", str(tmp_path)]
     assert _run(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -265,7 +280,7 @@ def test_study_without_checkpoint_writes_data_section(tmp_path):
     res = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
     assert res["model"]["checkpoint"] is None and res["complete"]
-    assert res["data"]["num_graphs"] == cli.QUICK["num_graphs"]
+    assert res["data"]["num_graphs"] == study_pipeline.QUICK["num_graphs"]
     assert "## 1. Data" in report and "No checkpoint is shipped" in report
     _assert_png(out / res["data"]["figures"]["trajectory"])
 

@@ -28,7 +28,7 @@ def test_importing_the_packages_loads_no_heavy_library():
 @pytest.mark.parametrize("command", ["collect", "train-sae", "patch"])
 def test_subcommand_help_loads_no_heavy_library(command):
     code = (
-        "import sys\nfrom hooked_nar.cli import main\ntry:\n"
+        "import sys\nfrom hooked_nar.app.cli import main\ntry:\n"
         f"    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
         + PROBE.format(mods="os")
     )

@@ -158,3 +158,27 @@ def test_context_restores_after_an_exception_and_keeps_earlier_splices(setup):
     _no_splice(model)
     with pytest.raises(TypeError, match="SAELens SAE"):
         model.add_sae(torch.nn.Linear(16, 16))
+
+
+def test_an_sae_of_the_wrong_width_for_its_hook_is_refused_before_splicing(setup):
+    """``hook_msg`` carries [E, d] messages: a d_in that differs is an error, not a splice
+    that breaks every forward until ``reset_saes()``."""
+    model, batch = setup
+    clean = _flat(model(batch))
+    with pytest.raises(ValueError, match=r"d_in=24 but hook_msg carries vectors of 16"):
+        model.add_sae(_sae(d_in=24), hook="hook_msg")
+    _no_splice(model)
+    for k, v in _flat(model(batch)).items():
+        torch.testing.assert_close(v, clean[k])
+    model.add_sae(_sae(d_in=16), hook="hook_msg", steps=[0])  # the right width splices
+    assert list(model._sae_splices) == ["steps.0.hook_msg"]
+    model.reset_saes()
+
+
+def test_an_sae_of_another_algorithm_is_refused(setup):
+    model, _ = setup
+    sae = _sae()
+    sae.cfg.metadata.algorithm = "dijkstra"
+    with pytest.raises(ValueError, match="trained on a dijkstra model.*runs bfs"):
+        model.add_sae(sae)
+    _no_splice(model)

@@ -56,6 +56,10 @@ def get_algorithm(name: str) -> Algorithm:
     return _REGISTRY[name]
 
 
+#: The largest float32: every weight, distance and key must stay below it once converted.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def validate_graph(
     algorithm: Algorithm, A: np.ndarray, source: int | None
 ) -> tuple[np.ndarray, int]:
@@ -72,6 +76,14 @@ def validate_graph(
     A = A.astype(np.float64, copy=True)
     if not np.isfinite(A).all():
         raise ValueError("A contains NaN or infinite weights; use 0 for a missing edge")
+    largest = float(np.abs(A).max())
+    if largest * A.shape[0] > FLOAT32_MAX:
+        raise ValueError(
+            f"A has weights up to {largest:.3g}: with {A.shape[0]} nodes a path length could "
+            f"reach {largest * A.shape[0]:.3g}, beyond float32 ({FLOAT32_MAX:.3g}), in which "
+            "the data and the model work; rescale the weights (the shipped checkpoints were "
+            "trained on weights in [0, 1])"
+        )
     if not algorithm.negative_weights and (A < 0).any():
         allowed = ", ".join(sorted(a.name for a in _REGISTRY.values() if a.negative_weights))
         raise ValueError(

@@ -20,6 +20,7 @@ from hooked_nar.algorithms.registry import get_algorithm
 from hooked_nar.atomic import atomic_file
 from hooked_nar.data.convert import trajectory_to_data
 from hooked_nar.data.generators import GENERATORS, sample_graph
+from hooked_nar.data.loader import pad_steps
 
 __all__ = ["FORMAT_VERSION", "CLRSDataset", "make_splits"]
 
@@ -118,6 +119,17 @@ class CLRSDataset(Dataset):
     def get(self, idx: int) -> Data:
         """Graph ``idx`` as a PyG ``Data`` in the SALSA-CLRS layout."""
         return self._data[idx]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Data]:
+        """The graphs at ``indices`` padded to their longest trajectory (:func:`pad_steps`,
+        with ``step_mask``). A torch or PyG ``DataLoader`` fetches each batch through this,
+        so ``torch_geometric.loader.DataLoader(dataset)`` batches graphs of different
+        trajectory lengths into what :func:`~hooked_nar.data.collate` gives."""
+        graphs = [self[int(i)] for i in indices]
+        if not graphs:
+            return graphs
+        T = max(int(g.length.reshape(-1)[0]) for g in graphs)
+        return [pad_steps(g, T) for g in graphs]
 
     def __repr__(self) -> str:
         return (

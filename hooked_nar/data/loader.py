@@ -20,7 +20,7 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch_geometric.data import Batch, Data
@@ -29,6 +29,7 @@ from hooked_nar.algorithms.specs import SPECS
 
 __all__ = [
     "CLRSLoader",
+    "as_batch",
     "batch_algorithm",
     "collate",
     "edge_step_mask",
@@ -37,6 +38,7 @@ __all__ = [
     "num_steps",
     "pad_steps",
     "processor_step_mask",
+    "valid_processor_steps",
 ]
 
 
@@ -89,6 +91,12 @@ def collate(data_list: Sequence[Data]) -> Batch:
     return Batch.from_data_list([pad_steps(d, T) for d in data_list])
 
 
+def as_batch(data: Data | Batch) -> Batch:
+    """``data`` itself when it is a ``Batch``, else the one-graph batch :func:`collate`
+    makes of it (so models take ``dataset[i]`` as PyG users expect)."""
+    return data if isinstance(data, Batch) else collate([data])
+
+
 def _batch_vector(data: Data | Batch) -> Tensor:
     b = getattr(data, "batch", None)
     if b is None:
@@ -120,9 +128,17 @@ def edge_step_mask(data: Data | Batch) -> Bool[Tensor, "E T"]:
     return _step_mask(data)[_batch_vector(data)[data.edge_index[0]]]
 
 
+def valid_processor_steps(length: Int[Tensor, " B"], num_steps: int) -> Bool[Tensor, "B S"]:
+    """The one rule for which processor steps are real: step t of a graph whose trajectory
+    has ``length`` = T hint steps computes hint t + 1, so it is real iff ``t + 1 < T``.
+    Returns ``[B, num_steps]`` bool on ``length``'s device."""
+    t = torch.arange(num_steps, device=length.device)
+    return (t[None, :] + 1) < length.reshape(-1, 1)
+
+
 def processor_step_mask(data: Data | Batch) -> Bool[Tensor, "B S"]:
     """[B, T_max - 1] bool: processor step t (supervised with hint t+1) is real."""
-    return _step_mask(data)[:, 1:]
+    return valid_processor_steps(data.length, num_steps(data) - 1)
 
 
 class CLRSLoader(DataLoader):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from transformer_lens import ActivationCache
 
-from hooked_nar.model.hooked_nar import hint_step_mask, num_processor_steps
+from hooked_nar.model.steps import hint_step_mask, num_processor_steps
 
 
 def row_layout(model, batch, num_rows: int) -> tuple[Tensor, Tensor]:

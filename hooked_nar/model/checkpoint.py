@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
 
 # write_directory_atomically: re-exported for callers that import it from here (sae.io)
-from hooked_nar.atomic import write_directory_atomically
+from hooked_nar.atomic import recover_directory, write_directory_atomically
+from hooked_nar.model.config import NARConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -45,7 +48,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """
     if isinstance(name_or_path, str) and name_or_path in shipped_checkpoints():
         return Path(str(resources.files("hooked_nar") / "pretrained" / name_or_path))
-    p = Path(name_or_path)
+    p = recover_directory(Path(name_or_path))  # a swap a kill left half done
     if p.is_dir():
         return p
     raise ValueError(
@@ -72,21 +75,27 @@ def checkpoint_config(name_or_path: str | Path) -> dict:
     return _read_config_file(resolve_checkpoint(name_or_path))["config"]
 
 
-def load_model(name_or_path: str | Path, expected_config: dict | None = None):
-    """Load a ``HookedNAR`` from a checkpoint directory or a shipped name.
+def read_checkpoint(
+    name_or_path: str | Path, expected_config: dict | None = None
+) -> tuple[NARConfig, dict[str, Tensor], dict, Path]:
+    """``(config, state_dict, metadata, directory)`` of a checkpoint directory or shipped
+    name, read from ``config.json`` and ``model.safetensors`` (no model is built).
 
-    ``expected_config`` (optional): keys that must match the stored config.
+    ``expected_config`` (optional): keys that must match the stored config; a key that is
+    not a config field, or a mismatch, is a ValueError naming it.
     """
-    from hooked_nar.model.config import NARConfig
-    from hooked_nar.model.hooked_nar import HookedNAR
-
     path = resolve_checkpoint(name_or_path)
     payload = _read_config_file(path)
     try:
         cfg = NARConfig.from_dict(payload["config"])
     except TypeError as e:  # missing or mistyped fields
         raise ValueError(f"checkpoint {path}: unreadable {CONFIG_NAME} ({e})") from e
+    fields = {f.name for f in dataclasses.fields(NARConfig)}
     for key, value in (expected_config or {}).items():
+        if key not in fields:
+            raise ValueError(
+                f"{key}={value!r} is not a NARConfig field to check; valid: {', '.join(sorted(fields))}"
+            )
         if getattr(cfg, key) != value:
             raise ValueError(
                 f"checkpoint {path} has {key}={getattr(cfg, key)!r}, expected {value!r}"
@@ -95,7 +104,12 @@ def load_model(name_or_path: str | Path, expected_config: dict | None = None):
         state = load_file(path / WEIGHTS_NAME)
     except (OSError, SafetensorError) as e:
         raise ValueError(f"checkpoint {path}: unreadable {WEIGHTS_NAME} ({e})") from e
-    model = HookedNAR(cfg)
+    return cfg, state, payload.get("metadata", {}), path
+
+
+def load_checked_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
+    """Load ``state`` into ``model``; ValueError naming the tensors when names or shapes
+    differ from the model's (the checkpoint does not match its config)."""
     own = model.state_dict()
     bad = sorted(set(own) ^ set(state)) + [
         k for k in own if k in state and own[k].shape != state[k].shape
@@ -105,5 +119,3 @@ def load_model(name_or_path: str | Path, expected_config: dict | None = None):
             f"checkpoint {path} does not match its config: mismatching tensors {bad[:5]}"
         )
     model.load_state_dict(state)
-    model.metadata = payload.get("metadata", {})
-    return model.eval()

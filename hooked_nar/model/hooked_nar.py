@@ -14,7 +14,10 @@ from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from hooked_nar.data.loader import as_batch
 from hooked_nar.model import typed_fields
+from hooked_nar.model.cache import NARCache
+from hooked_nar.model.checkpoint import load_checked_state, read_checkpoint, save_model
 from hooked_nar.model.config import NARConfig
 from hooked_nar.model.decoders import Decoder
 from hooked_nar.model.encoders import Encoder
@@ -27,6 +30,9 @@ from hooked_nar.model.fields import (
 )
 from hooked_nar.model.hook_layout import StepHooks
 from hooked_nar.model.processors import PROCESSOR_CLASSES
+from hooked_nar.model.steps import hint_step_mask, num_processor_steps
+
+__all__ = ["HookedNAR", "NARLogits", "hint_step_mask", "num_processor_steps"]
 
 
 @dataclass
@@ -41,11 +47,6 @@ class NARLogits:
     hints: dict[str, Tensor]
     pointer_index: Tensor
     num_steps: int
-
-
-def num_processor_steps(length: Tensor) -> Tensor:
-    """Processor steps each graph runs: ``T - 1``, at least one (outputs need a step)."""
-    return (length - 1).clamp(min=1)
 
 
 class HookedNAR(HookedRootModule):
@@ -78,6 +79,7 @@ class HookedNAR(HookedRootModule):
             StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
         )
         self._sae_splices: dict[str, SAESplice] = {}  # full hook name -> splice (add_sae)
+        self._hook_widths: dict[str, int] = {}  # per-step hook -> last dim (add_sae checks)
         self._sae_every_step: dict[str, tuple] = {}  # hook -> (sae, use_error_term), steps=None
         self.setup()
 
@@ -126,22 +128,24 @@ class HookedNAR(HookedRootModule):
         self._check_hook_name(name)
         super()._enable_hook(name, hook, dir)
 
-    def _prepare(self, args) -> None:
+    def _prepare(self, args: tuple) -> tuple:
+        """``args`` with a single graph (a PyG ``Data``) made a one-graph ``Batch``, after
+        building hook points for the processor steps it needs."""
         if args and hasattr(args[0], "length"):
+            args = (as_batch(args[0]), *args[1:])
             self.ensure_steps(int(num_processor_steps(args[0].length).max()))
+        return args
 
     def run_with_hooks(self, *model_args, **kwargs):
         """TransformerLens's ``run_with_hooks`` on a PyG batch: the :class:`NARLogits` of the
         forward with ``fwd_hooks`` / ``bwd_hooks`` ``[(name or filter, fn)]`` attached, removed
         afterwards (also after an exception)."""
-        self._prepare(model_args)
+        model_args = self._prepare(model_args)
         return super().run_with_hooks(*model_args, **kwargs)
 
     def run_with_cache(self, *model_args, names_filter=None, **kwargs):
         """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
-        from hooked_nar.model.cache import NARCache
-
-        self._prepare(model_args)
+        model_args = self._prepare(model_args)
         if isinstance(names_filter, (str, list)):
             for name in [names_filter] if isinstance(names_filter, str) else names_filter:
                 self._check_hook_name(name)
@@ -230,10 +234,15 @@ class HookedNAR(HookedRootModule):
                 f"hook={hook!r} is not a hook point of a processor step"
                 + (f"; did you mean {close}?" if close else f"; valid: {valid}")
             )
-        d_in = getattr(sae.cfg, "d_in", None)
-        d_model_hook = hook.rpartition(".")[2] in ("hook_node_in", "hook_node_out")
-        if d_model_hook and d_in != self.cfg.d_model:
-            raise ValueError(f"the SAE has d_in={d_in} but {hook} has d_model={self.cfg.d_model}")
+        trained_on = getattr(getattr(sae.cfg, "metadata", None), "algorithm", None)
+        if trained_on is not None and trained_on != self.cfg.algorithm:
+            raise ValueError(
+                f"the SAE was trained on a {trained_on} model (cfg.metadata.algorithm), "
+                f"this model runs {self.cfg.algorithm}"
+            )
+        d_in, width = getattr(sae.cfg, "d_in", None), self._hook_width(hook)
+        if d_in != width:
+            raise ValueError(f"the SAE has d_in={d_in} but {hook} carries vectors of {width}")
         every = steps is None
         if every:
             targets = list(range(len(self.steps)))
@@ -246,6 +255,30 @@ class HookedNAR(HookedRootModule):
                     f"{len(self.steps) - 1} (model.ensure_steps(n) builds more)"
                 )
         return hook, sorted(set(targets)), every
+
+    def _hook_width(self, hook: str) -> int:
+        """The last dimension of what the per-step hook point ``hook`` carries, measured once
+        on a small graph of the model's algorithm (widths differ between hooks and
+        processors: ``hook_node_out`` d_model, ``attn.hook_pattern`` heads, ...)."""
+        if hook not in self._hook_widths:
+            from hooked_nar.data import CLRSDataset
+
+            class _Seen(Exception):  # stops the forward at the first sight of the hook
+                pass
+
+            def record(x: Tensor, hook) -> None:
+                raise _Seen(x.shape[-1])
+
+            graph = CLRSDataset(self.cfg.algorithm, 1, sizes=(3,), seed=0, progress=False)[0]
+            try:
+                with torch.no_grad():
+                    self.run_with_hooks(
+                        graph.to(next(self.parameters()).device),
+                        fwd_hooks=[(f"steps.0.{hook}", record)],
+                    )
+            except _Seen as seen:
+                self._hook_widths[hook] = int(seen.args[0])
+        return self._hook_widths[hook]
 
     def _splice_sae(self, sae, step: int, hook: str, use_error_term: bool) -> None:
         parent_name, _, attr = hook.rpartition(".")
@@ -266,6 +299,7 @@ class HookedNAR(HookedRootModule):
         if return_type not in ("logits", "loss", "both"):
             raise ValueError(f"return_type={return_type!r} must be 'logits', 'loss' or 'both'")
         self._check_batch(batch)
+        batch = as_batch(batch)
         steps_per_graph = num_processor_steps(batch.length.view(-1))
         num_steps = int(steps_per_graph.max())
         self.ensure_steps(num_steps)
@@ -355,8 +389,6 @@ class HookedNAR(HookedRootModule):
     # ------------------------------------------------------------ checkpoints
     def save_pretrained(self, path, metadata: dict | None = None):
         """Save to ``path`` (``config.json`` + ``model.safetensors``), atomically."""
-        from hooked_nar.model.checkpoint import save_model
-
         return save_model(
             self, path, metadata if metadata is not None else getattr(self, "metadata", None)
         )
@@ -367,9 +399,11 @@ class HookedNAR(HookedRootModule):
 
         Keyword arguments (e.g. ``algorithm="bfs"``) must match the stored config.
         """
-        from hooked_nar.model.checkpoint import load_model
-
-        return load_model(name_or_path, expected_config)
+        cfg, state, metadata, path = read_checkpoint(name_or_path, expected_config)
+        model = cls(cfg)
+        load_checked_state(model, state, path)
+        model.metadata = metadata
+        return model.eval()
 
     # ------------------------------------------------------------ objectives
     def loss(self, logits: NARLogits, batch) -> Tensor:
@@ -401,13 +435,31 @@ class HookedNAR(HookedRootModule):
             "graph": batch.num_graphs,
         }[f.location]
 
+    def _check_finite(self, logits: NARLogits, batch) -> None:
+        """ValueError when an output's logits are not finite (inputs beyond what the model
+        can represent), instead of decoding NaN into pointer -1 or class 0."""
+        bad = [k for k, v in logits.outputs.items() if not torch.isfinite(v).all()]
+        if bad:
+            sizes = {
+                f.name: float(batch[f.name].abs().max())
+                for f in self.input_fields
+                if f.name in batch and batch[f.name].is_floating_point()
+            }
+            raise ValueError(
+                f"the logits of {bad} are not finite: inputs too large for the model "
+                f"(largest |value| per input field: {sizes}); rescale the weights (the shipped "
+                "checkpoints were trained on weights in [0, 1])"
+            )
+
     @torch.no_grad()
     def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:
         """Decoded outputs (and, with ``hints=True``, decoded hints ``[X, S]`` under their names).
 
         Pointers are the parent's index within its graph ``[N]``, comparable to CLRS's ``pi``.
         """
+        batch = as_batch(batch)
         logits = self(batch)
+        self._check_finite(logits, batch)
         out = {
             f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index)
             for f in self.output_fields
@@ -468,9 +520,3 @@ class SAESplice(HookPoint):
                 error = (x - clean).to(out.dtype)
             out = x.detach().to(out.dtype) + (out - clean) + (self.hook_sae_error(error) - error)
         return self.hook_sae_output(out)
-
-
-def hint_step_mask(batch, num_steps: int) -> Tensor:
-    """``[B, S]``: processor step t of graph g is supervised (hint t+1 exists, t+1 < T_g)."""
-    t = torch.arange(num_steps, device=batch.length.device)
-    return (t[None, :] + 1) < batch.length.view(-1, 1)

@@ -217,9 +217,13 @@ def causal_concept_tests(
             except ValueError:
                 continue
     st = _store(model, sae, store, hook, opts)
-    m = 2 * len(names)
-    num_null = opts.num_null or math.ceil(null_size_for(m, _alpha(opts)) / 2)
-    specs = [_build(c, targets, st, sae, opts, num_null, model) for c in targets]
+    constant = {c for c in targets if st.labels[c].all() or not st.labels[c].any()}
+    names_run = [c for c in names if c not in constant]
+    m = 2 * len(names_run)
+    num_null = opts.num_null or math.ceil(null_size_for(max(m, 1), _alpha(opts)) / 2)
+    specs = [
+        _build(c, targets, st, sae, opts, num_null, model) for c in targets if c not in constant
+    ]
     data = (
         dataset
         if dataset is not None
@@ -229,9 +233,11 @@ def causal_concept_tests(
     model.eval()
     try:
         batches = _prepare(model, data, specs, hook, opts)
-        tests = _measure(model, sae, specs, names, batches, hook, opts, len(data))
+        ran = _measure(model, sae, specs, names_run, batches, hook, opts, len(data))
     finally:
         model.train(was_training)
+    by_name = {t.concept: t for t in ran}
+    tests = [by_name.get(c) or _untestable(alg, c, targets[c], opts) for c in names]
     _correct(tests)
     for t in tests:
         _judge(t, opts)
@@ -251,6 +257,35 @@ def causal_concept_tests(
             }
         )
     return tests
+
+
+def _untestable(alg: str, concept: str, target, opts: CausalOptions) -> ConceptTest:
+    """The result of a concept that is constant on the store's rows: no unit, no null,
+    nothing measured; ``"inconclusive"``."""
+    nan = compare(
+        DECIDING_METRICS["ablation"], torch.full((1,), math.nan), torch.full((1, 1), math.nan)
+    )
+    return ConceptTest(
+        alg,
+        concept,
+        {
+            "kind": opts.unit,
+            "name": "none (constant on the store's rows)",
+            "features": [],
+            "size": 0,
+        },
+        [],
+        math.nan,
+        f"{target.hint}: {target.description}",
+        nan,
+        None,
+        nan,
+        None,
+        "inconclusive",
+        "n/a",
+        "inconclusive",
+        settings={"note": "the concept is constant on the store's rows; use more store graphs"},
+    )
 
 
 def _alpha(opts: CausalOptions) -> float:
@@ -304,8 +339,6 @@ def _build(
     from sae.concepts import auroc
 
     y = st.labels[concept].bool()
-    if y.all() or not y.any():
-        raise ValueError(f"{concept} is constant on the store's rows; use more store graphs")
     control = direction_unit(
         mean_difference(st.rows, y), st.rows, y, "difference of means", opts.center
     )

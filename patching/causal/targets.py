@@ -9,7 +9,9 @@ mask_one hint) and processor step t' (t or t + 1, a valid step of the graph).
 
 The *margin toward the consequence* of a row is positive exactly when the model predicts the
 consequence: a mask hint's logit; for a pointer the logit of r -> v minus the best other
-candidate of r; for mask_one the logit of v minus the best other node of v's graph.
+candidate of r; for mask_one the logit of v minus the best other node of v's graph; for a
+categorical hint (a concept without a declared target read from one) the logit of the
+concept's class minus the best other (or the reverse for a "not class" concept).
 
 - :func:`consequence_rows` (ablation): rows of every node where the concept holds, where
   the consequence is true (and, for ``new`` targets, was not true at the step before).
@@ -50,13 +52,17 @@ def concept_target(model, concept: str) -> Target:
     no such hint."""
     alg = model.cfg.algorithm
     c = CONCEPTS[alg][concept]
-    target = c.target or Target(c.source_hint, "self", "same", False, f"its own {c.source_hint}")
+    target = c.target or Target(
+        c.source_hint, "self", "same", False, f"its own {c.source_hint} (read-out)", c.rule
+    )
     field = next((f for f in model.hint_fields if f.name == target.hint), None)
-    if field is None or field.type not in ("mask", "pointer", "mask_one"):
+    if field is None or field.type not in ("mask", "pointer", "mask_one", "categorical"):
         raise ValueError(
-            f"{alg} {concept}: target hint {target.hint!r} is not a mask, pointer or mask_one "
-            "hint the model predicts"
+            f"{alg} {concept}: target {target.hint!r} is not a mask, pointer, mask_one or "
+            "categorical hint the model predicts"
         )
+    if field.type == "categorical" and target.rule[0] not in ("class", "not_class"):
+        raise ValueError(f"{alg} {concept}: a categorical target needs a class rule")
     if field.type == "mask_one" and target.nodes != "self":
         raise ValueError(f"{alg} {concept}: a mask_one target must be at the node itself")
     return target
@@ -112,6 +118,8 @@ def _holds(batch, target: Target, rows: TargetRows, hint_step: Tensor) -> Tensor
     if field_type == "pointer":
         local = rows.cand - batch.ptr[rows.graph]
         value = x[rows.row, h].long() == local
+    elif field_type == "categorical":
+        value = (x[rows.row, h].argmax(-1) == target.rule[1]) == (target.rule[0] == "class")
     else:
         value = x[rows.row, h] > 0.5
     return value & inside
@@ -179,6 +187,11 @@ def margins(model, logits, batch, target: Target, rows: TargetRows) -> Float[Ten
         return torch.zeros(0)
     if field.type == "mask":
         return lg[rows.row, rows.step]
+    if field.type == "categorical":
+        x = lg[rows.row, rows.step]  # [M, C]
+        k = target.rule[1]
+        others = torch.cat([x[:, :k], x[:, k + 1 :]], 1).amax(1)
+        return x[:, k] - others if target.rule[0] == "class" else others - x[:, k]
     if field.type == "mask_one":
         group, members = batch.batch, torch.arange(batch.num_nodes)
         key_row, key_cand = batch.batch[rows.row], rows.cand

@@ -3,45 +3,60 @@
     hooked-nar patch --algorithm bfs                            # trains the recipe's SAE first
     hooked-nar patch --algorithm dijkstra --sae runs/dijkstra/sae
 
-For every boolean concept of the algorithm the SAE feature with the highest AUROC on held-out
-graphs is zero-ablated at every step and node beside frequency-matched random features, and
-steered on at single (node, step) sites beside random directions of the same norm and matched
-features (:func:`patching.causal.causal_concept_tests`); verdicts follow
-:data:`patching.causal.CAUSAL_RULE`. Writes ``report.md``, ``results.json`` and PNGs.
+For every boolean concept of the algorithm its unit (``--unit``: the SAE feature group by
+default) is ablated where the concept holds and steered where the algorithm makes it true next,
+measured on the concept's own target beside a null of uninformative units and a positive
+control (:func:`patching.causal.causal_concept_tests`); verdicts follow the one rule of
+:mod:`patching.causal.rule`. Writes ``report.md``, ``results.json`` and PNGs.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hooked_nar.app.common import (
+    PROG,
+    UsageError,
+    add_model_arguments,
+    load_model,
+    load_sae_checked,
+    output_dir,
+)
 from hooked_nar.atomic import write_json_atomic, write_text_atomic
-from hooked_nar.study import PROG, UsageError
-from sae.cli import add_model_arguments
 
-__all__ = ["causal_data", "load_or_train_sae", "patch_main", "patch_parser"]
+__all__ = ["HELP", "add_arguments", "causal_data", "load_or_train_sae", "run"]
+
+HELP = (
+    "causal tests of concept units: ablation and steering beside a null "
+    "(see `hooked-nar patch --help`)"
+)
+DESCRIPTION = (
+    "Causal tests of concept units: ablate each concept's SAE feature group where it holds "
+    "and steer it where the algorithm makes it true next, on the concept's own target, "
+    "beside a null of uninformative units and a positive control; write report.md, "
+    "results.json and PNGs."
+)
 
 
 def load_or_train_sae(
     path: str | None, model, out: Path, seed: int = 0, log: Callable[[str], None] = print
 ) -> tuple[object, str]:
     """``(sae, description)``: the SAELens directory ``path`` checked against ``model``, or,
-    without one, the algorithm's recipe (:data:`sae.pipeline.RECIPES`) trained on 512 ER
+    without one, the algorithm's recipe (:data:`hooked_nar.app.sae_study.RECIPES`) trained on 512 ER
     graphs of the training sizes and saved to ``out/sae``."""
-    from sae.cli import load_sae_checked
-
     if path is not None:
         sae = load_sae_checked(path, model)
         return sae, (
             f"`{path}` ({sae.cfg.architecture()} d_sae={sae.cfg.d_sae}, "
             f"k={getattr(sae.cfg, 'k', '-')}, hook {sae.cfg.metadata.hook_name})"
         )
+    from hooked_nar.app.sae_study import train_recipe_sae
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
     from sae import ActivationStore, save_sae
-    from sae.pipeline import train_recipe_sae
 
     alg = model.cfg.algorithm
     data = CLRSDataset(alg, 512, sizes=TRAIN_SIZES, seed=seed, progress=False)
@@ -68,15 +83,9 @@ def causal_data(model, store_graphs: int, num_graphs: int, nodes: int, seed: int
     return ActivationStore.from_model(model, store_data, model_name=alg, progress=False), test
 
 
-def patch_parser(default_output: str = "runs/patch/ALGORITHM") -> argparse.ArgumentParser:
-    """The parser of ``hooked-nar patch``; ``default_output`` is shown in ``--help``."""
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} patch",
-        description="Causal tests of concept features: ablate each concept's best SAE feature "
-        "beside frequency-matched features and steer it beside random directions; write "
-        "report.md, results.json and PNGs.",
-    )
-    add_model_arguments(p, default_output)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``hooked-nar patch``."""
+    add_model_arguments(p, "runs/patch/ALGORITHM")
     p.add_argument(
         "--sae",
         default=None,
@@ -118,27 +127,13 @@ def patch_parser(default_output: str = "runs/patch/ALGORITHM") -> argparse.Argum
         "--seed", type=int, default=0, help="seed of data, controls and sites (default: 0)"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
-    return p
 
 
-def patch_main(
-    argv: list[str] | None = None, default_output: str = "runs/patch/{algorithm}"
-) -> int:
-    """Entry point of ``hooked-nar patch``; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = patch_parser(default_output.format(algorithm="ALGORITHM")).parse_args(argv)
-    try:
-        return _patch(args, argv, default_output)
-    except UsageError as e:
-        print(f"{PROG} patch: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _patch(args, argv: list[str], default_output: str) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``hooked-nar patch``: causal tests of every concept feature, report; exit code."""
     import torch
 
     from hooked_nar.algorithms import ALGORITHMS
-    from hooked_nar.cli import check_output_dir
     from hooked_nar.concepts import CONCEPTS
     from patching.causal import (
         CAUSAL_RULE,
@@ -147,7 +142,6 @@ def _patch(args, argv: list[str], default_output: str) -> int:
         concept_tests_table,
     )
     from patching.report import causal_sections
-    from sae.cli import load_model
 
     if args.algorithm not in ALGORITHMS:
         raise UsageError(f"--algorithm {args.algorithm!r} is not a CLRS algorithm")
@@ -162,8 +156,7 @@ def _patch(args, argv: list[str], default_output: str) -> int:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint or args.algorithm, args.algorithm)
-    out = Path(args.output or default_output.format(algorithm=args.algorithm))
-    check_output_dir(out)
+    out = output_dir(args.output or f"runs/patch/{args.algorithm}")
     t_start = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
 
@@ -182,7 +175,7 @@ def _patch(args, argv: list[str], default_output: str) -> int:
     print(concept_tests_table(tests))
     sections, images = causal_sections(tests, out)
     wall = time.perf_counter() - t_start
-    command = f"{PROG} patch " + " ".join(argv)
+    command = " ".join(shlex.quote(x) for x in [PROG, *args.argv])
     lines = [
         f"# Causal tests of concept features: {args.algorithm}",
         "",

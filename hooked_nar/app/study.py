@@ -7,7 +7,7 @@ After every stage ``report.md`` and ``results.json`` are rewritten atomically, s
 interrupted run leaves complete files describing the finished stages. To add a stage
 (SAE training, causal tests, ...), write such a function and append it to :data:`STAGES`.
 
-The settings come from :mod:`hooked_nar.cli`, which validates them first: an
+The settings come from :mod:`hooked_nar.app.commands.study`, which validates them first: an
 ``argparse.Namespace`` with ``algorithm``, ``output``, ``generator``, ``num_graphs``,
 ``num_nodes``, ``seed``, ``batch_size``, ``quick``, ``quiet``, ``no_progress``, ``argv``,
 ``checkpoint`` (as given) and ``checkpoint_path`` / ``checkpoint_source`` (resolved, or None).
@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hooked_nar.app.common import PROG, UsageError
 from hooked_nar.atomic import write_json_atomic, write_text_atomic
-
-#: The command name, in the report's command line and the log lines.
-PROG = "hooked-nar"
 
 #: Node hint drawn in the data stage, where the first node mask hint is not the best choice.
 TRAJECTORY_HINTS = {"bfs": "reach_h", "dfs": "color", "dijkstra": "mark", "mst_prim": "mark"}
@@ -44,7 +46,7 @@ DEFAULTS = {"num_graphs": 256, "num_nodes": 16}
 #: Graphs run through ``run_with_cache`` in the model stage.
 CACHE_GRAPHS = 4
 #: SAE stage with ``--quick`` and without: training graphs (training sizes), optimiser
-#: steps (None: the algorithm's recipe, :data:`sae.pipeline.RECIPES`), and held-out graphs
+#: steps (None: the algorithm's recipe, :data:`hooked_nar.app.sae_study.RECIPES`), and held-out graphs
 #: (the first ones of the study's dataset, plus the example).
 SAE_QUICK = {"sae_graphs": 32, "sae_steps": 150, "sae_eval_graphs": 8}
 SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
@@ -52,11 +54,6 @@ SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
 #: and matched features / random directions per test.
 CAUSAL_QUICK = {"causal_graphs": 8, "num_null": 8}
 CAUSAL_DEFAULTS = {"causal_graphs": 64, "num_null": None}
-
-
-class UsageError(Exception):
-    """A bad setting (e.g. a checkpoint that does not load): the command line reports it as
-    one line on stderr with exit code 2."""
 
 
 # ------------------------------------------------------------------------------- context
@@ -87,7 +84,7 @@ class StudyContext:
     model: Any = None  # HookedNAR (model stage), None without a checkpoint
     sae_eval: Any = None  # held-out graphs of the SAE stage (a subset of dataset)
     sae_example: int = 0  # index of the example graph within sae_eval
-    sae: Any = None  # sae.pipeline.SAEStudy (SAE stage)
+    sae: Any = None  # hooked_nar.app.sae_study.SAEStudy (SAE stage)
     sections: list[Section] = field(default_factory=list)
     results: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -600,8 +597,8 @@ def stage_sae(ctx: StudyContext) -> Section:
             {"trained": False},
             [("sae", "skipped (no checkpoint)")],
         )
+    from hooked_nar.app.sae_study import sae_study
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
-    from sae.pipeline import sae_study
     from sae.report import report_sections
 
     a = ctx.args
@@ -747,13 +744,28 @@ STAGES: list[Callable[[StudyContext], Section]] = [
 # ---------------------------------------------------------------------------------- study
 
 
-def _report(ctx: StudyContext, done: bool) -> str:
+def _status_line(ctx: StudyContext, status: str) -> str:
+    """What the report says about the run: complete, stopped (and why), or unfinished."""
+    done = ", ".join(s.key for s in ctx.sections) or "none"
+    if status == "complete":
+        return ""
+    if status.startswith("stopped"):
+        return f"**Incomplete: {status}.** Stages finished: {done}."
+    return (
+        f"**Incomplete:** stages finished when this was written: {done}. The next stage was "
+        "running then; if no `hooked-nar study` is writing this folder now, the run was killed."
+    )
+
+
+def _report(ctx: StudyContext, status: str) -> str:
     a = ctx.args
     cmd = " ".join(shlex.quote(x) for x in [PROG, *a.argv])
+    note = _status_line(ctx, status)
     lines = [
         f"# hooked-nar study: {ctx.algorithm}",
         "",
-        f"`{cmd}`" + ("" if done else " (running: later stages missing)"),
+        f"`{cmd}`",
+        *(["", note] if note else []),
         "",
         _table(
             ["setting", "value"],
@@ -773,7 +785,9 @@ def _report(ctx: StudyContext, done: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(ctx: StudyContext, done: bool) -> None:
+def _write(ctx: StudyContext, status: str) -> None:
+    """Rewrite results.json and report.md; ``status``: ``"complete"``, ``"running"`` or
+    ``"stopped ..."`` (why)."""
     a = ctx.args
     results = {
         "algorithm": ctx.algorithm,
@@ -786,13 +800,67 @@ def _write(ctx: StudyContext, done: bool) -> None:
             "batch_size": a.batch_size,
             "checkpoint": None if a.checkpoint_path is None else str(a.checkpoint_path),
         },
-        "complete": done,
+        "complete": status == "complete",
+        "status": status.split(" ", 1)[0],
         "stages": [s.key for s in ctx.sections],
         **ctx.results,
         "seconds": time.perf_counter() - ctx.started,
     }
     write_json_atomic(ctx.out / "results.json", results, indent=2)
-    write_text_atomic(ctx.out / "report.md", _report(ctx, done))
+    write_text_atomic(ctx.out / "report.md", _report(ctx, status))
+
+
+#: What a study writes at the top of its folder, removed before a new run in the same folder
+#: (so that no figure of an earlier run stays beside the new report).
+_RUN_FILES = ("report.md", "results.json", "*.png")
+
+
+def clear_previous_run(out: Path, keep: Path | None = None) -> list[Path]:
+    """Remove what an earlier study left in ``out``: its report, results, PNGs and SAE
+    folder (only when ``out/results.json`` is a study's), and the temporary files of killed
+    writers (:func:`hooked_nar.atomic.remove_stale_temporaries`). ``keep``: a path not to
+    remove (the ``--sae`` being reused). Returns the paths removed."""
+    import json
+
+    from hooked_nar.atomic import remove_stale_temporaries
+
+    removed = remove_stale_temporaries(out)
+    try:
+        previous = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return removed
+    if not (isinstance(previous, dict) and "stages" in previous and "algorithm" in previous):
+        return removed
+    keep = None if keep is None else keep.resolve()
+    candidates = [p for pattern in _RUN_FILES for p in sorted(out.glob(pattern))]
+    candidates += [out / "sae"] if (out / "sae").is_dir() else []
+    for path in candidates:
+        if keep is not None and (path.resolve() == keep or keep.is_relative_to(path.resolve())):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt while the stages run (main thread only), so that
+    ``kill`` leaves a report that says the run was stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_study(args: argparse.Namespace) -> StudyContext:
@@ -803,14 +871,26 @@ def run_study(args: argparse.Namespace) -> StudyContext:
         out=Path(args.output),
         progress=sys.stderr.isatty() and not args.no_progress and not args.quiet,
     )
-    for stage in STAGES:
-        t0 = time.perf_counter()
-        sec = stage(ctx)
-        sec.results["seconds"] = time.perf_counter() - t0
-        ctx.sections.append(sec)
-        ctx.results[sec.key] = sec.results
-        _write(ctx, done=stage is STAGES[-1])
+    given_sae = getattr(args, "sae", None)
+    clear_previous_run(ctx.out, keep=None if given_sae is None else Path(given_sae))
+    with _sigterm_as_interrupt():
+        for stage in STAGES:
+            t0 = time.perf_counter()
+            try:
+                sec = stage(ctx)
+            except BaseException as e:
+                why = "interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__
+                _write(ctx, f"stopped during stage {_stage_name(stage)} ({why})")
+                raise
+            sec.results["seconds"] = time.perf_counter() - t0
+            ctx.sections.append(sec)
+            ctx.results[sec.key] = sec.results
+            _write(ctx, "complete" if stage is STAGES[-1] else "running")
     return ctx
+
+
+def _stage_name(stage: Callable) -> str:
+    return stage.__name__.removeprefix("stage_")
 
 
 def print_summary(ctx: StudyContext, file=None) -> None:

@@ -1,169 +1,44 @@
-"""``hooked-nar collect`` and ``hooked-nar train-sae``.
+"""``hooked-nar train-sae``: train an SAE on a checkpoint, evaluate it, find concept features.
 
-    hooked-nar collect --checkpoint bfs --output runs/acts/bfs          # an ActivationStore
     hooked-nar train-sae --algorithm bfs --output runs/sae/bfs          # train, evaluate, analyse
     hooked-nar train-sae --algorithm dijkstra --sweep                   # the short sweep
     hooked-nar train-sae --algorithm bfs --sae runs/sae/bfs/sae         # analyse a saved SAE
 
-``train-sae`` writes ``report.md``, ``results.json``, the SAE (``sae/``, a SAELens directory)
-and PNGs; ``collect`` a safetensors-sharded store with its manifest. Every argument is
-checked before any long work; errors are one line with exit code 2.
+Writes ``report.md``, ``results.json``, the SAE (``sae/``, a SAELens directory) and PNGs.
+Every argument is checked before any long work; errors are one line with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import shlex
 import time
-from pathlib import Path
 
+from hooked_nar.app.common import (
+    PROG,
+    UsageError,
+    add_model_arguments,
+    load_model,
+    load_sae_checked,
+    output_dir,
+)
+from hooked_nar.app.sae_study import DEFAULT_RECIPE
 from hooked_nar.atomic import write_json_atomic
-from hooked_nar.study import PROG, UsageError
+
+HELP = (
+    "train an SAE through SAELens, evaluate it and find concept features "
+    "(see `hooked-nar train-sae --help`)"
+)
+DESCRIPTION = (
+    "Train an SAE through SAELens on a checkpoint's hook_node_out (every step), "
+    "evaluate it (reconstruction; accuracy recovered against mean ablation), find the "
+    "feature of every concept (AUROC, F1, probes with shuffled controls), and write "
+    "report.md, results.json, PNGs and the SAE (a SAELens directory)."
+)
 
 
-def load_model(checkpoint: str, algorithm: str | None):
-    """The HookedNAR of ``checkpoint`` (name or directory), checked to run ``algorithm``;
-    UsageError otherwise."""
-    from hooked_nar.model import HookedNAR
-
-    try:
-        model = HookedNAR.from_pretrained(checkpoint)
-    except (ValueError, FileNotFoundError) as e:
-        raise UsageError(f"--checkpoint {checkpoint!r}: {e}") from None
-    if algorithm is not None and model.cfg.algorithm != algorithm:
-        raise UsageError(
-            f"--checkpoint {checkpoint!r} is a {model.cfg.algorithm} model, not {algorithm}"
-        )
-    return model.eval()
-
-
-def _output(path: str) -> Path:
-    from hooked_nar.cli import check_output_dir
-
-    out = Path(path)
-    check_output_dir(out)
-    return out
-
-
-def load_sae_checked(path: str, model):
-    """Load a SAELens directory for ``model``'s ``hook_node_out``; UsageError if it is not one."""
-    from sae.io import load_sae
-
-    if not (Path(path) / "cfg.json").is_file():
-        raise UsageError(f"--sae {path!r} is not a SAELens directory (no cfg.json)")
-    sae = load_sae(path)
-    hook = getattr(sae.cfg.metadata, "hook_name", None)
-    if hook not in (None, "hook_node_out"):
-        raise UsageError(f"--sae {path!r} was trained at {hook}, not hook_node_out")
-    algorithm = getattr(sae.cfg.metadata, "algorithm", None)
-    if algorithm not in (None, model.cfg.algorithm):
-        raise UsageError(
-            f"--sae {path!r} was trained on a {algorithm} model, not {model.cfg.algorithm}"
-        )
-    if sae.cfg.d_in != model.cfg.d_model:
-        raise UsageError(
-            f"--sae {path!r} has d_in={sae.cfg.d_in}, the model d_model={model.cfg.d_model}"
-        )
-    return sae
-
-
-# ----------------------------------------------------------------------------- collect
-
-
-def collect_parser() -> argparse.ArgumentParser:
-    """The parser of ``hooked-nar collect``."""
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} collect",
-        description="Run a checkpoint over generated graphs and store its per-step activations "
-        "(valid (graph, node, step) rows with concept labels) as safetensors shards.",
-    )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="NAME_OR_DIR",
-        help="shipped checkpoint name (bfs, dijkstra, ...) or checkpoint directory",
-    )
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the store")
-    p.add_argument(
-        "--hooks",
-        nargs="+",
-        default=["hook_node_out"],
-        help="per-step hook names (default: hook_node_out)",
-    )
-    p.add_argument(
-        "--steps", type=int, nargs="+", default=None, help="processor steps to keep (default: all)"
-    )
-    p.add_argument("--num-graphs", type=int, default=512, help="graphs (default: 512)")
-    p.add_argument(
-        "--sizes",
-        type=int,
-        nargs="+",
-        default=None,
-        help="node counts, cycled over graphs (default: the training sizes 4 7 11 13 16)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
-    p.add_argument("--batch-size", type=int, default=32, help="graphs per forward (default: 32)")
-    return p
-
-
-def collect_main(argv: list[str] | None = None) -> int:
-    """``hooked-nar collect``: store a checkpoint's activations on disk; exit code."""
-    args = collect_parser().parse_args(argv)
-    try:
-        from hooked_nar.data import TRAIN_SIZES, CLRSDataset
-        from sae.activation_store import ActivationStore
-
-        if args.num_graphs < 1 or args.batch_size < 1:
-            raise UsageError("--num-graphs and --batch-size must be >= 1")
-        model = load_model(args.checkpoint, None)
-        out = _output(args.output)
-        sizes = tuple(args.sizes or TRAIN_SIZES)
-        data = CLRSDataset(model.cfg.algorithm, args.num_graphs, sizes=sizes, seed=args.seed)
-        try:
-            store = ActivationStore.from_model(
-                model,
-                data,
-                hooks=args.hooks,
-                steps=args.steps,
-                batch_size=args.batch_size,
-                model_name=args.checkpoint,
-            )
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        store.save(out)
-    except UsageError as e:
-        print(f"{PROG} collect: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{PROG} collect: {len(store)} rows of {', '.join(store.hooks)} -> {out}")
-    return 0
-
-
-# --------------------------------------------------------------------------- train-sae
-
-
-def add_model_arguments(p: argparse.ArgumentParser, default_output: str) -> None:
-    """``--algorithm``, ``--checkpoint`` and ``--output`` / ``-o``, shared by ``train-sae``
-    and ``patch``."""
-    p.add_argument("--algorithm", default="bfs", help="algorithm (default: bfs)")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
-    )
-    p.add_argument("--output", "-o", default=None, help=f"output folder (default {default_output})")
-
-
-def train_sae_parser() -> argparse.ArgumentParser:
-    """The parser of ``hooked-nar train-sae``."""
-    from sae.pipeline import DEFAULT_RECIPE
-
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} train-sae",
-        description="Train an SAE through SAELens on a checkpoint's hook_node_out (every step), "
-        "evaluate it (reconstruction; accuracy recovered against mean ablation), find the "
-        "feature of every concept (AUROC, F1, probes with shuffled controls), and write "
-        "report.md, results.json, PNGs and the SAE (a SAELens directory).",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``hooked-nar train-sae``."""
     add_model_arguments(p, "runs/sae/ALGORITHM")
     p.add_argument(
         "--sae",
@@ -210,11 +85,10 @@ def train_sae_parser() -> argparse.ArgumentParser:
         default=1,
         help="torch threads (default 1: fastest for these small matrices on a busy CPU)",
     )
-    return p
 
 
 def _recipe(args) -> dict:
-    from sae.pipeline import recipe_for
+    from hooked_nar.app.sae_study import recipe_for
 
     r = recipe_for(args.algorithm)
     for key, value in (
@@ -230,23 +104,13 @@ def _recipe(args) -> dict:
     return r
 
 
-def train_sae_main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """``hooked-nar train-sae``: train (or sweep), evaluate, analyse and report; exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = train_sae_parser().parse_args(argv)
-    try:
-        return _train_sae(args, argv)
-    except UsageError as e:
-        print(f"{PROG} train-sae: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _train_sae(args, argv: list[str]) -> int:
     import torch
 
     from hooked_nar.algorithms import ALGORITHMS
+    from hooked_nar.app.sae_study import sae_study
     from hooked_nar.data import TRAIN_SIZES, CLRSDataset
-    from sae.pipeline import sae_study
     from sae.report import write_report
     from sae.training import ARCHITECTURES
 
@@ -268,7 +132,7 @@ def _train_sae(args, argv: list[str]) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint or args.algorithm, args.algorithm)
     sae = None if args.sae is None else load_sae_checked(args.sae, model)
-    out = _output(args.output or f"runs/sae/{args.algorithm}")
+    out = output_dir(args.output or f"runs/sae/{args.algorithm}")
 
     t_start = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
@@ -348,7 +212,7 @@ def _train_sae(args, argv: list[str]) -> int:
         analysis=result.analysis,
         sweep=result.sweep,
         images=result.images,
-        commands=[f"{PROG} train-sae " + " ".join(argv)],
+        commands=[" ".join(shlex.quote(x) for x in [PROG, *args.argv])],
     )
     summary = {"algorithm": args.algorithm, **result.summary()}
     write_json_atomic(out / "results.json", summary)
