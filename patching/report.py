@@ -10,7 +10,7 @@ import torch
 
 from patching.causal import CAUSAL_RULE, DECIDING_METRICS, ConceptTest, concept_tests_table
 
-__all__ = ["causal_sections", "rule_text"]
+__all__ = ["baselines_table", "causal_sections", "rule_text"]
 
 
 def rule_text() -> str:
@@ -45,6 +45,35 @@ def rule_text() -> str:
     )
 
 
+def baselines_table(tests: list[ConceptTest], baselines: dict[str, dict]) -> list[str]:
+    """Markdown lines: each concept's unit AUROC (and feature splitting) beside the scores it
+    must beat (:func:`sae.probes.concept_baselines`)."""
+    f = lambda x: "-" if x is None or math.isnan(x) else f"{x:.3f}"  # noqa: E731
+    lines = [
+        "| concept | unit (AUROC) | features, decoder abs cos mean / max | best neuron | "
+        "random directions: median / 95th pct | probe | probe, random-init model | "
+        "probe, encoder embedding | shuffled-label probe (mean +- sd) |",
+        "|" + "---|" * 9,
+    ]
+    for t in tests:
+        b = baselines.get(t.concept, {})
+        u = t.unit
+        lines.append(
+            f"| {t.concept} | {u['kind']} of {u['size']} ({f(t.auroc)}) | {u['features'] or '-'}"
+            f", {f(u.get('decoder_cos_mean'))} / {f(u.get('decoder_cos_max'))} | "
+            f"{f(b.get('best_neuron'))} | {f(b.get('random_median'))} / "
+            f"{f(b.get('random_q95'))} | {f(b.get('probe'))} | {f(b.get('probe_random_init'))} "
+            f"| {f(b.get('probe_embedding'))} | {f(b.get('probe_control'))} +- "
+            f"{f(b.get('probe_control_sd'))} |"
+        )
+    return lines + [
+        "",
+        "AUROCs of neurons, random directions and probes are two-sided where a direction's "
+        "sign is arbitrary (max(a, 1 - a)); the unit's is one-sided.",
+        "",
+    ]
+
+
 def _spec_line(t: ConceptTest, kind: str) -> str:
     sp = t.specificity.get(kind)
     if not sp:
@@ -59,10 +88,11 @@ def _spec_line(t: ConceptTest, kind: str) -> str:
 
 
 def causal_sections(
-    tests: list[ConceptTest], out: str | Path, level: int = 2
+    tests: list[ConceptTest], out: str | Path, level: int = 2, baselines: dict | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """Markdown lines (rule, summary table, per concept: unit, target, comparisons,
-    specificity, sites per step, figures) with ``level``-deep headings, and ``{caption:
+    specificity, sites per step, figures; with ``baselines``, the concept scores beside
+    them) with ``level``-deep headings, and ``{caption:
     png}`` of the figures written into ``out``: the effects beside the null and one
     dose-response PNG per concept."""
     from hooked_nar.concepts import CONCEPTS
@@ -88,6 +118,9 @@ def causal_sections(
     lines += [f"- **{v}**: {', '.join(n)}" for v, n in by_verdict.items()]
     if scalars:
         lines.append(f"- **not tested (scalar, correlational only)**: {', '.join(scalars)}")
+    if baselines is not None:
+        lines += ["", f"{h} Concept scores beside their baselines", ""]
+        lines += baselines_table(tests, baselines)
     lines += ["", f"{h} Every result", ""]
     for t in tests:
         s = t.settings

@@ -228,8 +228,8 @@ def report_sections(
     rule = MONOSEMANTIC_RULE
     mono = analysis["monosemantic"]
     lines += [
-        f"Monosemantic features (AUROC >= {rule['high']} for one concept, < {rule['low']} "
-        f"for every other): "
+        f"Monosemantic features (AUROC >= {rule['high']} for one concept, |AUROC - 0.5| < "
+        f"{rule['low'] - 0.5:.2f} for every other): "
         + (
             ", ".join(f"{m['feature']} (`{m['concept']}`, {m['auroc']:.3f})" for m in mono)
             or "none"

@@ -692,11 +692,17 @@ def stage_causal(ctx: StudyContext) -> Section:
     ctx.log(f"causal: ablating and steering every concept unit on {len(data)} fresh graphs")
     options = CausalOptions(num_null=a.num_null, seed=a.seed, progress=ctx.progress)
     if a.quick:
-        options = options.with_(ablation_doses=(0.0, 1.0), steer_doses=(0.0, 1.0), sites_per_graph=1)
+        options = options.with_(
+            ablation_doses=(0.0, 1.0), steer_doses=(0.0, 1.0), sites_per_graph=1
+        )
     tests = causal_concept_tests(
         ctx.model, ctx.sae.sae, dataset=data, store=ctx.sae.eval_store, options=options
     )
-    lines, images = causal_sections(tests, ctx.out, level=3)
+    from sae.probes import concept_baselines
+
+    ctx.log("causal: concept-score baselines (neurons, random directions, probes)")
+    baselines = concept_baselines(ctx.model, data, seed=a.seed)
+    lines, images = causal_sections(tests, ctx.out, level=3, baselines=baselines)
     num_null = tests[0].settings["num_null_per_kind"] if tests else 0
     md = [
         f"Each boolean concept's unit (every live SAE feature with AUROC >= "
@@ -705,7 +711,9 @@ def stage_causal(ctx: StudyContext) -> Section:
         f"{len(data)} fresh `{a.generator}` graphs (n = {a.num_nodes}, seed {seed}), beside "
         f"{num_null} null units per kind and the concept's difference-of-means direction "
         "(`patching.causal_concept_tests`)."
-        + (" Quick mode: too few null units for any verdict but `inconclusive`." if a.quick else ""),
+        + (
+            " Quick mode: too few null units for any verdict but `inconclusive`." if a.quick else ""
+        ),
         "",
         *lines,
     ]
@@ -727,7 +735,7 @@ def stage_causal(ctx: StudyContext) -> Section:
         "causal",
         "Causal tests of the concept units",
         "\n".join(md),
-        {"tests": tests, "figures": images},
+        {"tests": tests, "figures": images, "baselines": baselines},
         summary,
     )
 

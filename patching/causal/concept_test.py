@@ -518,6 +518,16 @@ def _measure(
     ]
 
 
+def _decoder_cosines(unit: Unit) -> dict[str, float]:
+    """Mean and largest ``|cos|`` between the decoder rows of a feature group (a split code
+    has many features with nearly orthogonal decoders); NaN below two features."""
+    if unit.kind != "features" or unit.size < 2:
+        return {"decoder_cos_mean": math.nan, "decoder_cos_max": math.nan}
+    w = unit.directions / unit.directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    off = (w @ w.T).abs()[~torch.eye(unit.size, dtype=torch.bool)]
+    return {"decoder_cos_mean": float(off.mean()), "decoder_cos_max": float(off.max())}
+
+
 def _dose_subset(nulls: list[Unit], per_kind: int) -> list[Unit]:
     feats = [n for n in nulls if n.kind == "features"][:per_kind]
     dirs = [n for n in nulls if n.kind == "direction"][:per_kind]
