@@ -706,8 +706,9 @@ def stage_causal(ctx: StudyContext) -> Section:
     num_null = tests[0].settings["num_null_per_kind"] if tests else 0
     md = [
         f"Each boolean concept's unit (every live SAE feature with AUROC >= "
-        f"{options.group_auroc} on the SAE section's held-out rows) is ablated at every step "
-        f"and node, and steered at sites where the algorithm makes the concept true next, on "
+        f"{options.group_auroc} on the SAE section's held-out rows) is ablated at the (node, step) "
+        f"rows where the concept holds, and steered at sites where the algorithm makes the "
+        f"concept true next, on "
         f"{len(data)} fresh `{a.generator}` graphs (n = {a.num_nodes}, seed {seed}), beside "
         f"{num_null} null units per kind and the concept's difference-of-means direction "
         "(`patching.causal_concept_tests`)."
