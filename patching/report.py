@@ -74,6 +74,15 @@ def baselines_table(tests: list[ConceptTest], baselines: dict[str, dict]) -> lis
     ]
 
 
+def _null_text(null: dict) -> str:
+    if not null:
+        return "-"
+    return (
+        f"{null['feature_subsets']} subsets of {null['uninformative_features']} uninformative "
+        f"features and {null['random_subspaces']} random subspaces"
+    )
+
+
 def _spec_line(t: ConceptTest, kind: str) -> str:
     sp = t.specificity.get(kind)
     if not sp:
@@ -128,7 +137,7 @@ def causal_sections(
             f"**`{t.concept}`** -> {t.target}: **{t.verdict}**",
             "",
             f"- unit: {t.unit['name']} (AUROC {t.auroc:.3f}); negation group "
-            f"{t.negation_features or '-'}; {s.get('num_null_per_kind')} null units per kind",
+            f"{t.negation_features or '-'}; null: {_null_text(s.get('null', {}))}",
             f"- ablation: {t.ablation.text()} -> {t.ablation_verdict}; positive control "
             f"{t.control_ablation.text()}",
         ]

@@ -147,6 +147,7 @@ class _Concept:
     nulls: list[Unit]
     negation: list[int]
     auroc: float
+    pool: int  # uninformative live features the feature nulls are drawn from
 
 
 @dataclass
@@ -371,7 +372,9 @@ def _build(
             st.acts, sharing, opts.null_auroc_margin, exclude=unit.features
         )
     nulls = null_units(unit, pool, sae, st.acts, st.rows, num_null, seed=opts.seed)
-    return _Concept(concept, targets[concept], unit, control, nulls, negation, unit_auroc)
+    return _Concept(
+        concept, targets[concept], unit, control, nulls, negation, unit_auroc, len(pool)
+    )
 
 
 def _prepare(model, data, specs: list[_Concept], hook: str, opts: CausalOptions) -> list[_Batch]:
@@ -601,6 +604,13 @@ def _assemble(
         spec_out,
         dose_out,
         pps,
+        settings={
+            "null": {
+                "uninformative_features": s.pool,
+                "feature_subsets": sum(n.kind == "features" for n in s.nulls),
+                "random_subspaces": sum(n.kind == "direction" for n in s.nulls),
+            }
+        },
     )
 
 
