@@ -196,7 +196,8 @@ def report_sections(
         f"feature with AUROC >= {TARGET_AUROC}.",
         "",
         "| concept | positive rate | best feature | AUROC | F1 | precision | recall "
-        "| probe AUROC | control AUROC | best feature for not-concept (1 - AUROC) |",
+        "| probe AUROC | shuffled-label control (mean +- sd) | best feature for not-concept "
+        "(1 - AUROC) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, c in enumerate(scores.bool_concepts):
@@ -204,7 +205,7 @@ def report_sections(
         lines.append(
             f"| `{c}` | {_f(float(scores.positive_rate[i]))} | {b['feature']} | "
             f"{_f(b['auroc'])} | {_f(b['f1'])} | {_f(b['precision'])} | {_f(b['recall'])} | "
-            f"{_f(p.auroc) if p else '-'} | {_f(p.control_auroc) if p else '-'} | "
+            f"{_f(p.auroc) if p else '-'} | {f'{_f(p.control_auroc)} +- {_f(p.control_sd)}' if p else '-'} | "
             f"{b['anti_feature']} ({_f(b['anti_auroc'])}) |"
         )
     if scores.scalar_concepts:
