@@ -7,7 +7,9 @@
   measures (margin removed, flip rate).
 - :mod:`~patching.causal.sites`: steering sites and the model's concept predictions.
 - :mod:`~patching.causal.rule`: the rule and the verdicts, written once.
-- :mod:`~patching.causal.concept_test`: :func:`causal_concept_test(s)`, doses, specificity.
+- :mod:`~patching.causal.runs`: running units, nulls and controls at every dose, measured on
+  every concept's target.
+- :mod:`~patching.causal.concept_test`: :func:`causal_concept_test(s)`, specificity, verdicts.
 - :mod:`~patching.causal.table`: the summary table.
 
 The statistics (bootstrap, paired differences, rank p-values, Holm) live in

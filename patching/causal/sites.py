@@ -21,10 +21,18 @@ from torch import Tensor
 
 from hooked_nar.concepts import CONCEPTS, concept_labels
 
-__all__ = ["concept_predictions", "site_candidates", "steering_sites", "sites_per_step"]
+__all__ = [
+    "check_concept",
+    "concept_predictions",
+    "site_candidates",
+    "sites_per_step",
+    "steering_sites",
+]
 
 
-def _concept(model, concept: str):
+def check_concept(model, concept: str):
+    """The :class:`~hooked_nar.concepts.Concept` named ``concept`` of the model's algorithm;
+    ValueError naming the valid ones otherwise."""
     alg = model.cfg.algorithm
     if not isinstance(concept, str) or concept not in CONCEPTS[alg]:
         raise ValueError(
@@ -43,7 +51,7 @@ def concept_predictions(
     A concept read from an input (``is_source``) is predicted as its truth."""
     from hooked_nar.model import typed_fields
 
-    c = _concept(model, concept)
+    c = check_concept(model, concept)
     truth = concept_labels(batch, "computed", [concept])[concept]
     field = next((f for f in model.hint_fields if f.name == c.source_hint), None)
     if field is None:
