@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/hooked-nar study --algorithm $(ALGORITHM) --output runs/$(ALGORITHM)
+	$(VENV)/bin/hooked-nar study --algorithm $(ALGORITHM) --output runs/$(ALGORITHM) --browser
 
 test: install
 	$(PY) -m pytest -q

@@ -11,7 +11,7 @@ import torch
 
 from hooked_nar.app.cli import main
 from hooked_nar.concepts import CONCEPTS
-from hooked_nar.model.checkpoint import shipped_checkpoints
+from hooked_nar.model.checkpoint import checkpoint_config, resolve_checkpoint, shipped_checkpoints
 
 TINY_STUDY = [
     "--quick",
@@ -27,10 +27,12 @@ TINY_STUDY = [
 TINY_PATCH = ["--num-graphs", "2", "--store-graphs", "3", "--nodes", "5", "--num-null", "2"]
 
 
-@pytest.mark.parametrize("algorithm", [a for a in shipped_checkpoints() if a != "bfs"])
-def test_study_and_patch_run_on_every_shipped_checkpoint(algorithm, tmp_path):
+@pytest.mark.parametrize("checkpoint", [c for c in shipped_checkpoints() if c != "bfs"])
+def test_study_and_patch_run_on_every_shipped_checkpoint(checkpoint, tmp_path):
+    algorithm = checkpoint_config(resolve_checkpoint(checkpoint))["algorithm"]
+    model_args = ["--algorithm", algorithm, "--checkpoint", checkpoint]
     study = tmp_path / "study"
-    assert main(["study", "--algorithm", algorithm, "-o", str(study), *TINY_STUDY]) == 0
+    assert main(["study", *model_args, "-o", str(study), *TINY_STUDY]) == 0
     res = json.loads((study / "results.json").read_text())
     assert res["complete"] and res["stages"] == ["data", "model", "sae", "causal"]
     bool_concepts = [c for c, v in CONCEPTS[algorithm].items() if v.dtype == torch.bool]
@@ -40,7 +42,7 @@ def test_study_and_patch_run_on_every_shipped_checkpoint(algorithm, tmp_path):
 
     patch = tmp_path / "patch"
     last = bool_concepts[-1]  # the study ran every concept through the same causal tests
-    argv = ["patch", "--algorithm", algorithm, "--sae", str(study / "sae"), "-o", str(patch)]
+    argv = ["patch", *model_args, "--sae", str(study / "sae"), "-o", str(patch)]
     assert main([*argv, "--concepts", last, *TINY_PATCH]) == 0
     patched = json.loads((patch / "results.json").read_text())
     assert [t["concept"] for t in patched["tests"]] == [last]

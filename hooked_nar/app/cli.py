@@ -7,6 +7,7 @@
     hooked-nar collect --checkpoint bfs -o acts/bfs  # an ActivationStore on disk
     hooked-nar train-sae --algorithm bfs             # SAE + concept features
     hooked-nar patch --algorithm bfs --sae DIR       # causal tests of concept units
+    hooked-nar browse runs/bfs                       # the offline HTML feature browser
 
 This module builds the parser from the command modules (:mod:`hooked_nar.app.commands`,
 whose docstring gives their interface) and dispatches to them; a
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hooked_nar.app.commands import collect, evaluate, patch, study, train, train_sae
+from hooked_nar.app.commands import browse, collect, evaluate, patch, study, train, train_sae
 from hooked_nar.app.common import PROG, UsageError
 
 #: command name -> command module, in the order of ``hooked-nar --help``.
@@ -29,6 +30,7 @@ COMMANDS = {
     "collect": collect,
     "train-sae": train_sae,
     "patch": patch,
+    "browse": browse,
 }
 
 

@@ -741,6 +741,38 @@ def stage_causal(ctx: StudyContext) -> Section:
     )
 
 
+def stage_browser(ctx: StudyContext) -> Section:
+    """The offline feature browser of the SAE (``browser/index.html``); run after
+    :data:`STAGES` with ``--browser``."""
+    if ctx.sae is None:
+        return Section("browser", "Feature browser", "Not written (no SAE).", {"written": False})
+    import json
+
+    from hooked_nar.app.browser.build import BROWSER_DIR, build_browser
+
+    a = ctx.args
+    ctx.log("browser: every feature on the held-out graphs")
+    info = build_browser(
+        ctx.model,
+        ctx.sae.sae,
+        ctx.sae_eval,
+        ctx.out / BROWSER_DIR,
+        json.loads((ctx.out / "results.json").read_text()),
+        graph_ids=sae_eval_indices(ctx.dataset, a.sae_eval_graphs, ctx.example),
+        seed=a.seed,
+        progress=ctx.progress,
+    )
+    mb = info.bytes / 2**20
+    md = (
+        f"[`{BROWSER_DIR}/index.html`]({BROWSER_DIR}/index.html): all {info.features} features "
+        f"on the held-out graphs, step by step ({mb:.1f} MB, written in {info.seconds:.1f} s). "
+        "Open it in a web browser; it works offline from the file."
+    )
+    results = {"written": True, "path": f"{BROWSER_DIR}/index.html", "bytes": info.bytes}
+    summary = [("browser", f"{BROWSER_DIR}/index.html ({mb:.1f} MB, {info.seconds:.1f} s)")]
+    return Section("browser", "Feature browser", md, results, summary)
+
+
 #: The stages of ``study``, in order. Later stages may use what earlier ones set on ctx.
 STAGES: list[Callable[[StudyContext], Section]] = [
     stage_data,
@@ -807,6 +839,7 @@ def _write(ctx: StudyContext, status: str) -> None:
             "seed": a.seed,
             "quick": a.quick,
             "batch_size": a.batch_size,
+            "sae_eval_graphs": getattr(a, "sae_eval_graphs", None),
             "checkpoint": None if a.checkpoint_path is None else str(a.checkpoint_path),
         },
         "complete": status == "complete",
@@ -825,12 +858,13 @@ _RUN_FILES = ("report.md", "results.json", "*.png")
 
 
 def clear_previous_run(out: Path, keep: Path | None = None) -> list[Path]:
-    """Remove what an earlier study left in ``out``: its report, results, PNGs and SAE
-    folder (only when ``out/results.json`` is a study's), and the temporary files of killed
-    writers (:func:`hooked_nar.atomic.remove_stale_temporaries`). ``keep``: a path not to
+    """Remove what an earlier study left in ``out``: its report, results, PNGs, SAE and
+    browser folders (only when ``out/results.json`` is a study's), and the temporary files
+    of killed writers (:func:`hooked_nar.atomic.remove_stale_temporaries`). ``keep``: a path not to
     remove (the ``--sae`` being reused). Returns the paths removed."""
     import json
 
+    from hooked_nar.app.browser.build import BROWSER_DIR
     from hooked_nar.atomic import remove_stale_temporaries
 
     removed = remove_stale_temporaries(out)
@@ -842,7 +876,7 @@ def clear_previous_run(out: Path, keep: Path | None = None) -> list[Path]:
         return removed
     keep = None if keep is None else keep.resolve()
     candidates = [p for pattern in _RUN_FILES for p in sorted(out.glob(pattern))]
-    candidates += [out / "sae"] if (out / "sae").is_dir() else []
+    candidates += [out / d for d in ("sae", BROWSER_DIR) if (out / d).is_dir()]
     for path in candidates:
         if keep is not None and (path.resolve() == keep or keep.is_relative_to(path.resolve())):
             continue
@@ -873,7 +907,8 @@ def _sigterm_as_interrupt():
 
 
 def run_study(args: argparse.Namespace) -> StudyContext:
-    """Run every stage of :data:`STAGES` for validated ``args``; returns the context."""
+    """Run every stage of :data:`STAGES` (then :func:`stage_browser` with ``args.browser``)
+    for validated ``args``; returns the context."""
     ctx = StudyContext(
         args=args,
         algorithm=args.algorithm,
@@ -882,8 +917,9 @@ def run_study(args: argparse.Namespace) -> StudyContext:
     )
     given_sae = getattr(args, "sae", None)
     clear_previous_run(ctx.out, keep=None if given_sae is None else Path(given_sae))
+    stages = [*STAGES, stage_browser] if getattr(args, "browser", False) else STAGES
     with _sigterm_as_interrupt():
-        for stage in STAGES:
+        for stage in stages:
             t0 = time.perf_counter()
             try:
                 sec = stage(ctx)
@@ -894,7 +930,7 @@ def run_study(args: argparse.Namespace) -> StudyContext:
             sec.results["seconds"] = time.perf_counter() - t0
             ctx.sections.append(sec)
             ctx.results[sec.key] = sec.results
-            _write(ctx, "complete" if stage is STAGES[-1] else "running")
+            _write(ctx, "complete" if stage is stages[-1] else "running")
     return ctx
 
 

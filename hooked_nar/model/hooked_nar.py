@@ -29,7 +29,7 @@ from hooked_nar.model.fields import (
     row_graph,
 )
 from hooked_nar.model.hook_layout import StepHooks
-from hooked_nar.model.processors import PROCESSOR_CLASSES
+from hooked_nar.model.processors import processor_class
 from hooked_nar.model.steps import hint_step_mask, num_processor_steps
 
 __all__ = ["HookedNAR", "NARLogits", "hint_step_mask", "num_processor_steps"]
@@ -47,6 +47,7 @@ class NARLogits:
     hints: dict[str, Tensor]
     pointer_index: Tensor
     num_steps: int
+    loss: Tensor | None = None  # the loss of a processor that scores its own choices (discrete)
 
 
 class HookedNAR(HookedRootModule):
@@ -69,11 +70,19 @@ class HookedNAR(HookedRootModule):
         self.output_fields = algorithm_fields(cfg.algorithm, "output")
         self.dense_pointers = cfg.algorithm in DENSE_POINTER_ALGORITHMS
         encoded = [] if cfg.hint_mode != "encoded" else self._encodable(self.hint_fields)
-        self.encoder = Encoder(cfg.d_model, self.input_fields, encoded)
-        self.processor = PROCESSOR_CLASSES[cfg.processor](cfg)
+        self.processor = processor_class(cfg.processor)(cfg)
+        # a processor that runs the trajectory itself reads the batch, not embeddings or heads
+        self.owns_trajectory = getattr(self.processor, "owns_trajectory", False)
+        own = self.owns_trajectory
+        self.encoder = Encoder(cfg.d_model, [] if own else self.input_fields, [] if own else encoded)
+        if cfg.xavier_scalars:
+            for f in encoded:
+                if f.type == "scalar" and f.name in self.encoder.hints:
+                    layer = self.encoder.hints[f.name]
+                    nn.init.trunc_normal_(layer.weight, std=cfg.d_model**-0.5)
         self.readout = nn.Linear(cfg.d_model, cfg.d_model) if cfg.global_readout else None
         self.decoder = Decoder(
-            cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers
+            cfg.d_model, self.hint_fields, self.output_fields, self.dense_pointers, not own
         )
         self.steps = nn.ModuleList(
             StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
@@ -303,9 +312,13 @@ class HookedNAR(HookedRootModule):
         steps_per_graph = num_processor_steps(batch.length.view(-1))
         num_steps = int(steps_per_graph.max())
         self.ensure_steps(num_steps)
+        pidx = self.pointer_index(batch)
+        if self.owns_trajectory:
+            hints, outputs, loss = self.processor.run(batch, self.steps, self.decoder, num_steps)
+            logits = NARLogits(outputs, hints, pidx, num_steps, loss)
+            return {"logits": logits, "loss": loss, "both": (logits, loss)}[return_type]
         N, B, E = batch.num_nodes, batch.num_graphs, batch.edge_index.shape[1]
         ei, node_batch = batch.edge_index, batch.batch
-        pidx = self.pointer_index(batch)
         node_emb, edge_emb, graph_emb = self.encoder.encode_inputs(batch, N, E, B)
 
         h = node_emb.new_zeros(N, self.cfg.d_model)
@@ -320,6 +333,8 @@ class HookedNAR(HookedRootModule):
                 node_fts, edge_fts, graph_fts = self.encoder.encode_hints(
                     fed_hints, node_emb, edge_emb, graph_emb
                 )
+            if not self.cfg.hidden_recurrence:
+                h = torch.zeros_like(h)  # the fed hints are the whole state
             h = hooks.hook_node_in(h)
             if self.readout is not None:
                 pooled = scatter(h, node_batch, 0, dim_size=B, reduce="max")
@@ -381,6 +396,11 @@ class HookedNAR(HookedRootModule):
             and random.random() < self.cfg.teacher_forcing
         ):
             return self._true_hints(batch, step, pidx)
+        if self.cfg.hint_feedback == "hard":
+            return {
+                f.name: typed_fields.hard_values(f, step_logits[f.name], batch, pidx)
+                for f in self.encoder.hint_fields
+            }
         return {
             f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
             for f in self.encoder.hint_fields
@@ -407,7 +427,10 @@ class HookedNAR(HookedRootModule):
 
     # ------------------------------------------------------------ objectives
     def loss(self, logits: NARLogits, batch) -> Tensor:
-        """Sum over fields of the mean per-field loss; hints only on valid steps."""
+        """Sum over fields of the mean per-field loss; hints only on valid steps (or the
+        processor's own loss, when it computed one)."""
+        if logits.loss is not None:
+            return logits.loss
         total = logits.pointer_index.new_zeros((), dtype=torch.float32)
         for f in self.output_fields:
             valid = torch.ones(self._rows(f, batch), dtype=torch.bool, device=total.device)

@@ -143,6 +143,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"
     )
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="at the end, write the feature browser to OUTPUT/browser/index.html "
+        "(as `hooked-nar browse OUTPUT`)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--quiet",
