@@ -166,5 +166,5 @@ def test_the_walk_sees_imports_inside_functions():
     """The checks above are only as good as the walk: it must see the function-level imports
     the application layer makes (``run`` imports its heavy modules lazily)."""
     patch = dict(GRAPH["hooked_nar.app.commands.patch"])
-    assert "patching.causal" in patch and "hooked_nar.app.common" in patch
+    assert any(m.startswith("patching.causal.") for m in patch) and "hooked_nar.app.common" in patch
     assert "hooked_nar.app.commands.patch" in dict(GRAPH["hooked_nar.app.cli"])
