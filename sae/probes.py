@@ -216,7 +216,7 @@ def concept_baselines(
     ).for_analysis(hook)
     if not torch.equal(rand_index.graph, index.graph):
         raise RuntimeError("the random-init model's rows do not line up with the model's")
-    emb = _embedding_rows(model, dataset, index)
+    emb = _embedding_rows(model, dataset, index)  # None: the model never runs that hook
     gen = torch.Generator().manual_seed(seed)
     directions = torch.randn(rows.shape[1], num_directions, generator=gen)
     projections = rows.float() @ directions
@@ -241,19 +241,24 @@ def concept_baselines(
             "probe_control": probe.control_auroc,
             "probe_control_sd": probe.control_sd,
             "probe_random_init": linear_probe(rand_rows, y, index.graph, seed=seed).auroc,
-            "probe_embedding": linear_probe(emb, y, index.graph, seed=seed).auroc,
+            "probe_embedding": (
+                float("nan") if emb is None else linear_probe(emb, y, index.graph, seed=seed).auroc
+            ),
         }
     return out
 
 
 @torch.no_grad()
-def _embedding_rows(model, dataset, index) -> Tensor:
-    """``[R, d]``: the encoder's node embedding of each row's (graph, node)."""
+def _embedding_rows(model, dataset, index) -> Tensor | None:
+    """``[R, d]``: the encoder's node embedding of each row's (graph, node); None when the
+    model does not run ``encoder.hook_node_emb`` (a processor that embeds inputs itself)."""
     from hooked_nar.data import CLRSLoader
 
     per_graph = []
     for batch in CLRSLoader(dataset, batch_size=64, shuffle=False):
         _, cache = model.run_with_cache(batch, names_filter=lambda n: n == "encoder.hook_node_emb")
+        if "encoder.hook_node_emb" not in cache.cache_dict:
+            return None
         emb = cache["encoder.hook_node_emb"]
         per_graph += [emb[batch.ptr[g] : batch.ptr[g + 1]] for g in range(batch.num_graphs)]
     return torch.stack(
