@@ -14,8 +14,8 @@ For each concept (see the modules of :mod:`patching.causal`):
 2. the target (:mod:`~patching.causal.targets`): the concept's declared consequence;
 3. ablation at the (node, step) rows where the concept holds, and steering at sites where
    the algorithm makes the concept true next (:mod:`~patching.causal.sites`), each at every
-   dose, beside null units
-   of the same size and the positive control (the concept's difference-of-means direction);
+   dose, beside null units of the same size and the positive control (the concept's
+   difference-of-means direction);
 4. the verdict (:mod:`~patching.causal.rule`) at the verdict dose, with rank p-values
    Holm-corrected across every deciding comparison of the run;
 5. specificity: the unit's null-subtracted effect on its own target beside its effect on
