@@ -12,9 +12,10 @@ For each concept (see the modules of :mod:`patching.causal`):
    direction, at the SAE's hook of every processor step; the negation group (features
    with AUROC <= 1 - ``group_auroc``) is listed beside it;
 2. the target (:mod:`~patching.causal.targets`): the concept's declared consequence;
-3. ablation at every node and step, and steering at sites where the algorithm makes the
-   concept true next (:mod:`~patching.causal.sites`), each at every dose, beside null units
-   of the same size and the positive control (the concept's difference-of-means direction);
+3. ablation at the (node, step) rows where the concept holds, and steering at sites where
+   the algorithm makes the concept true next (:mod:`~patching.causal.sites`), each at every
+   dose, beside null units of the same size and the positive control (the concept's
+   difference-of-means direction);
 4. the verdict (:mod:`~patching.causal.rule`) at the verdict dose, with rank p-values
    Holm-corrected across every deciding comparison of the run;
 5. specificity: the unit's null-subtracted effect on its own target beside its effect on

@@ -132,10 +132,15 @@ def direction_unit(
         raise ValueError(f"center must be 'mean' or 'project', got {center!r}")
     d = torch.as_tensor(direction, dtype=torch.float32)
     d = d.reshape(-1, d.shape[-1])
-    if d.shape[1] != rows.shape[1] or not torch.isfinite(d).all() or d.norm() == 0:
+    if (
+        d.shape[1] != rows.shape[1]
+        or d.shape[0] > d.shape[1]
+        or not torch.isfinite(d).all()
+        or d.norm() == 0
+    ):
         raise ValueError(
             f"direction must be a finite, non-zero [d] or [k, d] tensor with d = "
-            f"{rows.shape[1]}, got shape {tuple(d.shape)}"
+            f"{rows.shape[1]} and k <= d, got shape {tuple(d.shape)}"
         )
     q, _ = torch.linalg.qr(d.T)  # [d, k] orthonormal columns spanning the rows
     basis = _orient(q.T, d)
@@ -166,8 +171,9 @@ def null_units(
     """``2 * num`` null units of ``unit``'s size: ``num`` random ``unit.size``-subsets of the
     uninformative live features ``pool`` (steered along the sum of their decoder rows,
     weighted by their mean activation where they fire) and random ``unit.size``-dimensional
-    subspaces (mean-ablated; steered along a random direction), which also fill in for the
-    feature subsets that ``pool`` is too small to give. Seeded by ``seed``."""
+    subspaces (mean-ablated; steered along a random direction; at most ``d``-dimensional),
+    which also fill in for the feature subsets that ``pool`` is too small to give. Seeded by
+    ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     out: list[Unit] = []
     k = unit.size
@@ -197,7 +203,8 @@ def null_units(
             )
     d = rows.shape[1]
     for i in range(2 * num - len(out)):
-        basis = random_directions(d, k, 1.0, seed=seed * 7919 + 104_729 + i)
+        # a group wider than the space (tiny models) is matched by the whole space
+        basis = random_directions(d, min(k, d), 1.0, seed=seed * 7919 + 104_729 + i)
         r = direction_unit(basis, rows, torch.ones(rows.shape[0], dtype=torch.bool), "")
         r.name = f"null random subspace {i}"
         r.natural = torch.zeros(0, k)

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         f"seed {20_000 + args.seed}), labels at the state each step computes (hint t + 1)",
         f"- test graphs: {len(test_data)} ER graphs (n = {args.nodes}, seed "
         f"{30_000 + args.seed}); intervals: 95% bootstrap over graphs (and null units)",
-        "- ablation at every step and node; steering at up to "
+        "- ablation where the concept holds; steering at up to "
         f"{args.sites_per_graph} sites per graph where the algorithm makes the concept true "
         "next; null units and the positive control run the same way",
         f"- seed {args.seed}; wall time {wall:.0f} s on {args.threads} CPU thread(s)",
