@@ -20,7 +20,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from hooked_nar.app.browser.decoder_read import decoder_reads
-from hooked_nar.app.browser.results import causal_by_feature, causal_verdicts, study_baselines
+from hooked_nar.app.browser.results import (
+    causal_by_feature,
+    causal_verdicts,
+    strongest_baseline,
+    study_baselines,
+)
 
 #: A feature firing on more than this fraction of rows is flagged dense (the threshold of
 #: ``frac_dense`` in :func:`sae.evaluate.reconstruction`).
@@ -224,6 +229,7 @@ def _concept_rows(scores: ConceptTable, groups: dict, baselines: dict, verdicts:
                 "best_auroc": _r(scores.auroc[j, i]),
                 "group": groups[c],
                 "baselines": baselines.get(c, {}),
+                "strongest_baseline": strongest_baseline(baselines.get(c, {})),
                 "causal": [v for v in verdicts if v["concept"] == c],
             }
         )

@@ -58,12 +58,10 @@
     return el("a", { class: "flink", href: "#feature=" + f }, "f" + f);
   }
 
-  // strongest value among a concept's baselines (the number its AUROC must beat)
+  // the strongest of a concept's baselines (the number its AUROC must beat)
   function strongestBaseline(concept) {
     const c = INDEX.concepts.find((x) => x.name === concept);
-    if (!c || !c.baselines) return null;
-    const vals = Object.values(c.baselines).filter((x) => typeof x === "number" && x >= 0 && x <= 1);
-    return vals.length ? Math.max(...vals) : null;
+    return c && c.strongest_baseline !== undefined ? c.strongest_baseline : null;
   }
 
   // ------------------------------------------------------------------ concepts table
