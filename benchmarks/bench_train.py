@@ -13,24 +13,39 @@ table shows the median step time and steps/s = 1 / median.
 torch runs with one intra-op thread by default (``--threads``): on a shared machine whose
 cores are busy, two OpenMP threads spin-wait on each other and a step gets many times slower.
 
+``--modes``: instead, the training modes of the recipe on dijkstra and dfs (mpnn, d_model 64,
+batch 32, graphs of n in {4, 7, 11, 13, 16} as ``hooked-nar train`` draws them): recurrent with
+supervised hints (the old default), recurrent re-encoding its own soft hints (Ibarz et al.), and
+stepwise (every step fed the true previous hints, all steps in one forward;
+``hooked_nar.stepwise``): steps/s and trajectories/s (graphs/s), round-robin as above.
+
+``--time-to-target RUN_DIR...``: the CPU seconds (validation included) each training run took
+to first reach validation scores 0.9, 0.95 and 0.99, from its ``history.json``.
+
 Run (about 2 minutes on 2 busy cores; ``--quick``: d_model 64 only, 5 timed steps):
 
     .venv/bin/python benchmarks/bench_train.py
     .venv/bin/python benchmarks/bench_train.py --quick
+    .venv/bin/python benchmarks/bench_train.py --modes
+    .venv/bin/python benchmarks/bench_train.py --time-to-target runs/abl/*/
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import sys
+from pathlib import Path
 from time import perf_counter
 
 import torch
 
 from hooked_nar.data import CLRSDataset, CLRSLoader
 from hooked_nar.model import HookedNAR, NARConfig
+from hooked_nar.stepwise import stepwise_loss
+from hooked_nar.train import TRAIN_SIZES
 
 PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
 ALGORITHMS = ("bfs", "dijkstra")
@@ -45,8 +60,14 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per config (2)")
     parser.add_argument("--d-models", default=None, help="comma-separated (default 128,64)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1)")
+    parser.add_argument("--modes", action="store_true", help="recurrent vs stepwise training")
+    parser.add_argument("--time-to-target", nargs="+", metavar="RUN_DIR", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.time_to_target:
+        return time_to_target(args.time_to_target)
+    if args.modes:
+        return bench_modes(args.steps or 10, args.warmup)
     steps = args.steps or (5 if args.quick else 10)
     if args.d_models:
         d_models = tuple(int(d) for d in args.d_models.split(","))
@@ -112,6 +133,72 @@ def main(argv=None) -> None:
               f"{1 / med:>8.2f} {BATCH_SIZE / med:>9.1f} "
               f"{cfg['loss'][0]:>8.3f}->{cfg['loss'][-1]:<8.3f}")
     print(f"total {perf_counter() - t_start:.1f} s of stepping")
+
+
+#: Training modes of ``--modes``: (config keywords, stepwise).
+MODES = {
+    "recurrent, supervised hints": ({}, False),
+    "recurrent, own soft hints": ({"hint_mode": "encoded"}, False),
+    "stepwise (true hints)": (
+        {"hint_mode": "encoded", "hidden_recurrence": False, "hint_feedback": "hard"},
+        True,
+    ),
+}
+
+
+def bench_modes(steps: int, warmup: int) -> None:
+    """Steps/s and trajectories/s of each training mode, round-robin over the same batches."""
+    rounds = warmup + steps
+    runs = []
+    for algorithm in ("dijkstra", "dfs"):
+        ds = CLRSDataset(algorithm, BATCH_SIZE * rounds, sizes=TRAIN_SIZES, seed=0, progress=False)
+        batches = list(itertools.islice(CLRSLoader(ds, BATCH_SIZE, shuffle=True, seed=0), rounds))
+        for mode, (kw, stepwise) in MODES.items():
+            torch.manual_seed(0)
+            model = HookedNAR(NARConfig(algorithm, d_model=64, **kw)).train()
+            model.ensure_steps(max(int(b.length.max()) - 1 for b in batches))
+            runs.append({"algorithm": algorithm, "mode": mode, "model": model, "batches": batches,
+                         "stepwise": stepwise, "times": [],
+                         "opt": torch.optim.Adam(model.parameters(), lr=1e-3)})
+    for r in range(rounds):
+        shift = r % len(runs)
+        for run in runs[shift:] + runs[:shift]:
+            model, batch = run["model"], run["batches"][r]
+            t0 = perf_counter()
+            loss = stepwise_loss(model, batch) if run["stepwise"] else model(batch, "loss")
+            run["opt"].zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            run["opt"].step()
+            if r >= warmup:
+                run["times"].append(perf_counter() - t0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU; mpnn d_model 64, "
+          f"batch {BATCH_SIZE} graphs, n in {TRAIN_SIZES}; {warmup} warm-up + {steps} timed "
+          "steps per mode, round-robin")
+    header = f"{'algorithm':<9} {'mode':<28} {'step ms (median)':>16} {'steps/s':>8} {'traj/s':>8}"
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        med = statistics.median(run["times"])
+        print(f"{run['algorithm']:<9} {run['mode']:<28} {1e3 * med:>16.1f} {1 / med:>8.2f} "
+              f"{BATCH_SIZE / med:>8.1f}")
+
+
+def time_to_target(run_dirs: list[str], targets=(0.9, 0.95, 0.99)) -> None:
+    """CPU seconds (and steps) until each run's validation score first reached each target."""
+    print(f"{'run':<50} " + " ".join(f"{'>= ' + str(t):>16}" for t in targets))
+    for d in run_dirs:
+        h = json.loads((Path(d) / "history.json").read_text())
+        cpu = h.get("val_cpu_seconds") or [None] * len(h["val_step"])
+        cells = []
+        for target in targets:
+            hit = next((i for i, v in enumerate(h["val_score"]) if v >= target), None)
+            if hit is None:
+                cells.append(f"{'not reached':>16}")
+            else:
+                secs = "?" if cpu[hit] is None else f"{cpu[hit]:.0f} s"
+                cells.append(f"{secs + ' / ' + str(h['val_step'][hit]) + ' st':>16}")
+        print(f"{str(d):<50} " + " ".join(cells))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
-"""Causal tests of concept features on a shipped HookedNAR checkpoint, on CPU in minutes.
+"""Causal tests of concept units on a shipped HookedNAR checkpoint, on CPU in minutes.
 
     python examples/feature_ablation.py --algorithm bfs
     python examples/feature_ablation.py --algorithm dijkstra --sae runs/dijkstra/sae
 
 The same as ``hooked-nar patch`` (see ``--help``), writing to ``runs/feature_ablation/<algorithm>``.
-For every boolean concept of the algorithm (``hooked_nar.concepts.CONCEPTS``): the SAE feature
-with the highest AUROC on held-out graphs is zero-ablated at every step and node, beside
-frequency-matched random features, and steered on at single (node, step) sites, beside
-random directions of the same norm and matched features
-(:func:`patching.causal.causal_concept_tests`). Verdicts follow the one rule of
-:data:`patching.causal.CAUSAL_RULE`. Writes ``report.md``, ``results.json`` and PNGs (effect vs
-controls with 95% intervals; for every concept with a hint behind it, one graph with the
-target hint's logits before and after the ablation).
+For every boolean concept of the algorithm (``hooked_nar.concepts.CONCEPTS``): its unit (the
+SAE feature group; ``--unit feature`` / ``direction`` for the best feature or the
+difference-of-means direction) is ablated where the concept holds and steered at sites where
+the algorithm makes it true next, measured on the concept's own target beside a null of
+uninformative units and a positive control (:func:`patching.causal.causal_concept_tests`).
+Verdicts follow the one rule of :mod:`patching.causal.rule`. Writes ``report.md``,
+``results.json`` and PNGs (effects beside the null; a dose-response curve per concept).
 
 ``--sae PATH`` opens a saved SAELens SAE (e.g. the ``sae/`` folder of ``hooked-nar study``);
 without it the algorithm's recipe SAE (``hooked_nar.app.sae_study.RECIPES``) is trained first.

@@ -1,6 +1,6 @@
 """Per-(node, processor step) concept labels derived from CLRS hints.
 
-Step alignment (DESIGN.md): hint step 0 is the state before the first iteration; processor
+Step alignment (:mod:`hooked_nar.data.loader`): hint step 0 is the state before the first iteration; processor
 step t (t = 0 .. T-2) consumes hint state t and is supervised with hint t+1. So for an
 activation of processor step t,
 
@@ -26,24 +26,64 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS
-from hooked_nar.data.loader import batch_algorithm
+from hooked_nar.data.loader import batch_algorithm, valid_processor_steps
 
-__all__ = ["CONCEPTS", "Concept", "concept_labels", "concepts_markdown"]
+__all__ = ["CONCEPTS", "Concept", "Target", "concept_labels", "concepts_markdown"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The downstream consequence a concept should drive, relative to a node v where the
+    concept holds at the state processor step t computes (hint t + 1).
+
+    ``hint``: the CLRS hint whose prediction carries it; ``nodes``: whose prediction
+    (``"self"``: v's own; ``"neighbours"``: v's neighbours, v excluded); ``step``: at which
+    processor step (``"same"``: t, hint t + 1; ``"next"``: t + 1, hint t + 2). What "carries
+    the consequence" means by hint type: a mask hint is on; a pointer points to v; a mask_one
+    hint selects v. ``new``: only where the hint takes that value at this step and did not
+    hold it at the step before (a newly reached node), else wherever it holds it.
+    """
+
+    hint: str
+    nodes: Literal["self", "neighbours"]
+    step: Literal["same", "next"]
+    new: bool
+    description: str
+    #: for a categorical hint: the concept rule naming the consequence's classes
+    rule: tuple = ("mask",)
 
 
 @dataclass(frozen=True)
 class Concept:
-    """One per-(node, step) concept: what it means, its dtype, and the CLRS field it reads."""
+    """One per-(node, step) concept: what it means, its dtype, the CLRS field it reads, and
+    (boolean concepts of the studied algorithms) the :class:`Target` it should drive."""
 
     description: str
     dtype: torch.dtype  # torch.bool or torch.float32
     source_hint: str  # CLRS field name (a hint, or the input ``s``)
     # ("mask",) | ("class", k) | ("not_class", k) | ("frontier",) | ("scalar",)
     rule: tuple = field(default=("mask",), repr=False, compare=False)
+    target: Target | None = field(default=None, repr=False, compare=False)
 
 
-def _b(description: str, source: str, rule: tuple = ("mask",)) -> Concept:
-    return Concept(description, torch.bool, source, rule)
+def _b(
+    description: str, source: str, rule: tuple = ("mask",), target: Target | None = None
+) -> Concept:
+    return Concept(description, torch.bool, source, rule, target)
+
+
+# The consequences written once: the source's neighbours point to it after the first step;
+# the current node's neighbours point to it in the same state; a queued node is extracted
+# next; a settled / in-tree node stays marked.
+_POINTED_TO_FIRST = Target(
+    "pi_h", "neighbours", "same", True, "pi_h of its neighbours points to it (first step)"
+)
+_POINTED_TO_NOW = Target(
+    "pi_h", "neighbours", "same", True, "pi_h of its newly attached neighbours points to it"
+)
+_EXTRACTED_NEXT = Target("u", "self", "next", True, "it is extracted as u at the next step")
+_STAYS_MARKED = Target("mark", "self", "next", False, "its mark stays on at the next step")
+_REACHES_NEIGHBOURS = "its unvisited neighbours are reached next"
 
 
 def _f(description: str, source: str) -> Concept:
@@ -56,13 +96,20 @@ _WHITE, _GREY, _BLACK = 0, 1, 2
 
 _MANUAL: dict[str, dict[str, Concept]] = {
     "bfs": {
-        "is_source": _b("the BFS source node (input s)", "s"),
-        "is_visited": _b("node reached so far (reach_h)", "reach_h"),
+        "is_source": _b("the BFS source node (input s)", "s", target=_POINTED_TO_FIRST),
+        "is_visited": _b(
+            "node reached so far (reach_h)",
+            "reach_h",
+            target=Target("reach_h", "neighbours", "next", True, _REACHES_NEIGHBOURS),
+        ),
         "is_frontier": _b(
             "node newly reached at this step: reach_h[t] and not reach_h[t-1] "
             "(at hint 0 the source)",
             "reach_h",
             ("frontier",),
+            Target(
+                "pi_h", "neighbours", "next", True, "the nodes it reaches next point to it (pi_h)"
+            ),
         ),
     },
     "dfs": {
@@ -73,17 +120,23 @@ _MANUAL: dict[str, dict[str, Concept]] = {
         "is_current": _b("node the DFS is at (u)", "u"),
     },
     "dijkstra": {
-        "is_source": _b("the source node (input s)", "s"),
-        "is_settled": _b("node extracted from the queue, distance final (mark)", "mark"),
-        "is_in_queue": _b("node reached but not settled (in_queue)", "in_queue"),
-        "is_current": _b("node extracted at this step (u)", "u"),
+        "is_source": _b("the source node (input s)", "s", target=_POINTED_TO_FIRST),
+        "is_settled": _b(
+            "node extracted from the queue, distance final (mark)", "mark", target=_STAYS_MARKED
+        ),
+        "is_in_queue": _b(
+            "node reached but not settled (in_queue)", "in_queue", target=_EXTRACTED_NEXT
+        ),
+        "is_current": _b("node extracted at this step (u)", "u", target=_POINTED_TO_NOW),
         "distance_estimate": _f("tentative distance from the source (d)", "d"),
     },
     "mst_prim": {
-        "is_source": _b("the root node (input s)", "s"),
-        "is_in_tree": _b("node added to the spanning tree (mark)", "mark"),
-        "is_in_queue": _b("node adjacent to the tree, not yet in it (in_queue)", "in_queue"),
-        "is_current": _b("node added to the tree at this step (u)", "u"),
+        "is_source": _b("the root node (input s)", "s", target=_POINTED_TO_FIRST),
+        "is_in_tree": _b("node added to the spanning tree (mark)", "mark", target=_STAYS_MARKED),
+        "is_in_queue": _b(
+            "node adjacent to the tree, not yet in it (in_queue)", "in_queue", target=_EXTRACTED_NEXT
+        ),
+        "is_current": _b("node added to the tree at this step (u)", "u", target=_POINTED_TO_NOW),
         "key_value": _f("lightest known edge weight to the tree (key)", "key"),
     },
 }
@@ -175,6 +228,14 @@ def _auto(alg: str) -> dict[str, Concept]:
 CONCEPTS: dict[str, dict[str, Concept]] = {
     alg: dict(_MANUAL[alg]) if alg in _MANUAL else _auto(alg) for alg in SPECS
 }
+CONCEPTS["bellman_ford"]["is_source"] = _b(
+    "the source node (input s)", "s", target=_POINTED_TO_FIRST
+)
+CONCEPTS["bellman_ford"]["is_reached"] = _b(
+    "node with a finite distance estimate (msk)",
+    "msk",
+    target=Target("msk", "neighbours", "next", True, "its unreached neighbours are reached next"),
+)
 
 
 def concepts_markdown(algorithms: list[str] | None = None) -> str:
@@ -250,19 +311,18 @@ def concept_labels(
         raise ValueError(f"unknown concepts={unknown} for {alg}; valid: {', '.join(table)}")
     batch_vec = getattr(batch, "batch", None)
     if batch_vec is None:
-        batch_vec = torch.zeros(batch.num_nodes, dtype=torch.long)
+        batch_vec = torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.length.device)
     length = batch.length.reshape(-1)  # [B]
     hints = [n for n, fs in SPECS[alg].items() if fs.stage == "hint" and n in batch]
     T = max((int(batch[h].shape[1]) for h in hints), default=int(length.max()))
     S = max(T - 1, 0)
-    steps = torch.arange(S, device=length.device)
-    mask: Bool[Tensor, "N S"] = steps.unsqueeze(0) < (length[batch_vec] - 1).unsqueeze(1)
+    mask: Bool[Tensor, "N S"] = valid_processor_steps(length, S)[batch_vec]
     cols = slice(1, T) if state == "computed" else slice(0, S)
     out: dict[str, Tensor] = {}
     for name in names:
         c = table[name]
         full = _apply(c.rule, _timeline(batch, alg, c.source_hint, batch_vec, T))
         lab = full[:, cols]
-        out[name] = torch.where(mask, lab, torch.zeros((), dtype=lab.dtype))
+        out[name] = torch.where(mask, lab, lab.new_zeros(()))
     out["step_mask"] = mask
     return out

@@ -6,7 +6,7 @@ accuracy; scalar -> MSE. Whole-graph accuracy: the fraction of graphs whose ever
 and pooled over valid steps (padded steps never count).
 
     hooked-nar evaluate --checkpoint bfs --generator er --num-nodes 64
-    hooked-nar evaluate --table          # the README's accuracy table
+    hooked-nar evaluate --table          # the README's benchmark table
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class _Tally:
             # one decision per graph: the argmax row must be the true row
             hit = ((pred > 0.5) & (target > 0.5) & valid).float()
             graphs = graph_of_row[valid].unique()
-            per_graph = torch.zeros(int(graph_of_row.max()) + 1).index_add_(0, graph_of_row, hit)
+            per_graph = hit.new_zeros(int(graph_of_row.max()) + 1).index_add_(0, graph_of_row, hit)
             st["correct"] += float(per_graph[graphs].clamp(max=1).sum())
             st["n"] += float(graphs.numel())
         else:  # pointer
@@ -86,7 +86,7 @@ class _Tally:
 def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
     """[B] bool: every row of this output field is correct in the graph."""
     if field.type == "scalar":
-        return torch.ones(batch.num_graphs, dtype=torch.bool)
+        return torch.ones(batch.num_graphs, dtype=torch.bool, device=pred.device)
     if field.type == "categorical":
         wrong = pred.argmax(-1) != target.argmax(-1)
     elif field.type == "pointer":
@@ -94,7 +94,7 @@ def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
     else:
         wrong = (pred > 0.5) != (target > 0.5)
     g = row_graph(field, batch)
-    return torch.zeros(batch.num_graphs).index_add_(0, g, wrong.float()) == 0
+    return wrong.new_zeros(batch.num_graphs, dtype=torch.float).index_add_(0, g, wrong.float()) == 0
 
 
 @torch.no_grad()
@@ -113,14 +113,16 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
     graphs_ok, num_graphs = 0.0, 0
     field_graphs_ok = {f.name: 0.0 for f in model.output_fields}
     loader = CLRSLoader(dataset, batch_size=batch_size, shuffle=False)
+    device = next(model.parameters()).device
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        batch = batch.to(device)
         logits = model(batch)
         pidx = logits.pointer_index
-        ok = torch.ones(batch.num_graphs, dtype=torch.bool)
+        ok = torch.ones(batch.num_graphs, dtype=torch.bool, device=device)
         for f in model.output_fields:
             pred = decode(f, logits.outputs[f.name], batch, pidx)
             target = batch[f.name]
-            rows = torch.ones(pred.shape[0], dtype=torch.bool)
+            rows = torch.ones(pred.shape[0], dtype=torch.bool, device=device)
             out_tally[f.name].add(f, pred, target, rows, row_graph(f, batch), None)
             field_ok = _graph_correct(f, pred, target, batch)
             field_graphs_ok[f.name] += float(field_ok.sum())
@@ -148,46 +150,122 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
     }
 
 
-#: Out-of-distribution test splits of the README's accuracy table: (generator, nodes).
-OOD_SPLITS = {
-    "ER n=64": ("er", 64),
-    "ER n=160": ("er", 160),
+#: The benchmark distributions of ``hooked-nar evaluate --table``: name -> (generator, n).
+#: ``clrs``: CLRS-30's own out-of-distribution test (its ER sampler, p = 0.5, n = 64);
+#: ``sparse``: SALSA-style sparse ER (p = 2 ln n / n); ``er`` at n = 16: the validation
+#: distribution of ``hooked-nar train`` (in distribution).
+BENCHMARK_SPLITS: dict[str, tuple[str, int]] = {
+    "CLRS-30 ER p=0.5 n=64": ("clrs", 64),
+    "sparse ER n=64": ("sparse", 64),
+    "sparse ER n=160": ("sparse", 160),
     "WS n=64": ("ws", 64),
     "Delaunay n=64": ("delaunay", 64),
+    "in-dist. ER n=16": ("er", 16),
+}
+
+#: Triplet-GMPNN (Ibarz et al. 2022), node accuracy of the main output on CLRS-30's OOD test.
+TRIPLET_GMPNN = {
+    "bfs": 0.9973,
+    "dfs": 0.4779,
+    "dijkstra": 0.9605,
+    "mst_prim": 0.8639,
+    "bellman_ford": 0.9739,
+    "topological_sort": 0.8727,
 }
 
 
-def evaluate_ood(model, num_graphs: int = 32, seed: int = 1234, progress: bool = False) -> dict:
-    """``evaluate`` on every split of :data:`OOD_SPLITS` (same graphs for a given seed)."""
+def main_output(model) -> Field:
+    """The output a checkpoint is judged on: its first pointer output (``pi``, ``topo``)."""
+    pointers = [f for f in model.output_fields if f.type == "pointer"]
+    return (pointers or model.output_fields)[0]
+
+
+def split_dataset(algorithm: str, split: str, num_graphs: int, seed: int, progress: bool = False):
+    """The seeded graphs of one :data:`BENCHMARK_SPLITS` split (the same for every checkpoint)."""
     from hooked_nar.data import CLRSDataset
 
+    generator, n = BENCHMARK_SPLITS[split]
+    return CLRSDataset(
+        algorithm, num_graphs, generator=generator, sizes=(n,), seed=seed + n, progress=progress
+    )
+
+
+def bootstrap_interval(
+    values: torch.Tensor, num_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of per-graph ``values`` [G]."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(values), (num_resamples, len(values)), generator=g)
+    means = values.double()[idx].mean(1)
+    return float(means.quantile(0.025)), float(means.quantile(0.975))
+
+
+@torch.no_grad()
+def per_graph_accuracy(model, dataset, batch_size: int = 8, progress: bool = False) -> dict:
+    """Node accuracy and correctness of :func:`main_output` per graph: ``{"field",
+    "node_accuracy" [G], "graph_correct" [G]}`` (whole-graph: every output entirely right)."""
+    from hooked_nar.data import CLRSLoader
+
+    was_training = model.training
+    model.eval()
+    field = main_output(model)
+    node_acc, graph_ok = [], []
+    loader = CLRSLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        logits = model(batch)
+        ok = torch.ones(batch.num_graphs, dtype=torch.bool)
+        for f in model.output_fields:
+            pred = decode(f, logits.outputs[f.name], batch, logits.pointer_index)
+            ok &= _graph_correct(f, pred, batch[f.name], batch)
+            if f == field:
+                g = row_graph(f, batch)
+                right = (pred == batch[f.name].long()).float()
+                rows = torch.zeros(batch.num_graphs).index_add_(0, g, torch.ones_like(right))
+                hits = torch.zeros(batch.num_graphs).index_add_(0, g, right)
+                node_acc.append(hits / rows)
+        graph_ok.append(ok.float())
+    model.train(was_training)
+    return {
+        "field": field.name,
+        "node_accuracy": torch.cat(node_acc),
+        "graph_correct": torch.cat(graph_ok),
+    }
+
+
+def benchmark(
+    model, num_graphs: int = 32, seed: int = 1234, splits=None, progress: bool = False
+) -> dict:
+    """Per split of :data:`BENCHMARK_SPLITS`: node accuracy (mean over graphs) and whole-graph
+    accuracy of :func:`main_output`, each with a 95% bootstrap interval over graphs."""
     out = {}
-    for name, (generator, n) in OOD_SPLITS.items():
-        data = CLRSDataset(
-            model.cfg.algorithm,
-            num_graphs,
-            generator=generator,
-            sizes=(n,),
-            seed=seed + n,
-            progress=progress,
-        )
-        out[name] = evaluate(model, data, batch_size=4 if n > 100 else 8, progress=progress)
+    for name in splits or BENCHMARK_SPLITS:
+        data = split_dataset(model.cfg.algorithm, name, num_graphs, seed)
+        n = BENCHMARK_SPLITS[name][1]
+        r = per_graph_accuracy(model, data, batch_size=4 if n > 100 else 8, progress=progress)
+        out[name] = {
+            "field": r["field"],
+            "node_accuracy": float(r["node_accuracy"].mean()),
+            "node_accuracy_ci": bootstrap_interval(r["node_accuracy"]),
+            "graph_accuracy": float(r["graph_correct"].mean()),
+            "graph_accuracy_ci": bootstrap_interval(r["graph_correct"]),
+            "num_graphs": len(data),
+        }
     return out
 
 
-def ood_table(checkpoints: list[str], num_graphs: int, seed: int) -> str:
-    """Markdown table: main-output node accuracy / whole-graph accuracy per OOD split."""
-    from hooked_nar.model import HookedNAR
-
-    head = "| checkpoint | output | " + " | ".join(OOD_SPLITS) + " |"
-    lines = [head, "|" + "---|" * (len(OOD_SPLITS) + 2)]
-    for name in checkpoints:
-        model = HookedNAR.from_pretrained(name)
-        res = evaluate_ood(model, num_graphs, seed, progress=True)
-        for field in model.output_fields:
-            cells = [
-                f"{r['outputs'][field.name]['value']:.1%} / {r['graph_accuracy']:.1%}"
-                for r in res.values()
-            ]
-            lines.append(f"| {name} | {field.name} | " + " | ".join(cells) + " |")
+def benchmark_table(results: dict[str, dict]) -> str:
+    """Markdown table of ``{checkpoint: {"algorithm", "splits": benchmark(...)}}``: node /
+    whole-graph accuracy (%) per split, beside Triplet-GMPNN's CLRS-30 OOD node accuracy."""
+    splits = list(next(iter(results.values()))["splits"]) if results else []
+    head = "| checkpoint | output | " + " | ".join(splits) + " | Triplet-GMPNN (CLRS-30) |"
+    lines = [head, "|" + "---|" * (len(splits) + 3)]
+    for name, res in results.items():
+        cells = [
+            f"{100 * r['node_accuracy']:.1f} / {100 * r['graph_accuracy']:.0f}"
+            for r in res["splits"].values()
+        ]
+        ref = TRIPLET_GMPNN.get(res["algorithm"])
+        field = next(iter(res["splits"].values()))["field"]
+        ref_cell = "-" if ref is None else f"{100 * ref:.2f}"
+        lines.append(f"| {name} | {field} | " + " | ".join(cells) + f" | {ref_cell} |")
     return "\n".join(lines)

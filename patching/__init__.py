@@ -3,10 +3,11 @@
 - :mod:`patching.interventions`: :func:`ablate_features` (zero / mean / resample) and
   :func:`steer` (add a direction, or clamp an SAE feature), each an :class:`Intervention`:
   ``run_with_hooks`` hooks and a context manager, addressable by hook, step, node, feature.
-- :mod:`patching.controls`: :func:`matched_features`, :func:`random_directions`,
-  :func:`bootstrap_ci` and :class:`CausalResult` (effect beside control, with intervals).
-- :mod:`patching.causal`: :func:`causal_concept_test` (best feature per concept, ablation and
-  steering beside controls, one rule for the verdict).
+- :mod:`patching.controls`: :func:`uninformative_features`, :func:`random_directions` and
+  :class:`CausalResult` (effect beside control, with intervals).
+- :mod:`patching.stats`: bootstrap over graphs, paired differences, rank p-values, Holm.
+- :mod:`patching.causal`: :func:`causal_concept_test` (a concept's unit ablated and steered
+  on its own target beside a null and a positive control; one rule for the verdict).
 - :mod:`patching.activation_patching`, :mod:`patching.counterfactuals`,
   :mod:`patching.metrics`: activation / attribution patching on counterfactual graphs.
 
@@ -31,26 +32,24 @@ if TYPE_CHECKING:
         site_control,
     )
     from patching.causal import (
-        ABLATION_METRICS,
         CAUSAL_RULE,
-        DECIDING_ABLATION_METRICS,
-        STEER_QUANTILE,
+        DECIDING_METRICS,
+        VERDICTS,
+        CausalOptions,
+        Comparison,
         ConceptTest,
-        ablation_passes,
         causal_concept_test,
         causal_concept_tests,
         concept_predictions,
+        concept_target,
         concept_tests_table,
-        judge,
-        passes_rule,
         steering_sites,
     )
     from patching.controls import (
         CausalResult,
-        bootstrap_ci,
-        matched_features,
         random_directions,
         results_table,
+        uninformative_features,
     )
     from patching.counterfactuals import Counterfactual, make_counterfactual
     from patching.interventions import Intervention, ablate_features, feature_acts, steer
@@ -61,3 +60,4 @@ if TYPE_CHECKING:
         node_accuracy,
         pointer_logit_diff,
     )
+    from patching.stats import bootstrap_ci, holm, paired_difference, rank_p_value

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 from tqdm.auto import tqdm
@@ -56,12 +57,15 @@ __all__ = [
     "plot_effects",
     "rank_correlation",
     "site_control",
+    "usable_gap",
 ]
 
 #: The site layouts ``by`` accepts.
 BY = (("step", "node"), ("step",), ("node",))
-#: A clean-corrupt gap at most this large leaves a graph's normalised effect undefined (NaN).
-GAP_EPS = 1e-6
+#: A graph whose clean-corrupt gap is at most this fraction of the median gap over the run's
+#: graphs has no normalised effect (NaN): a near-zero gap would divide noise into effects of
+#: any size. (An absolute floor at float32 resolution of the metric's values applies too.)
+GAP_RELATIVE = 0.05
 
 Direction = Literal["denoising", "noising"]
 
@@ -77,7 +81,7 @@ class PatchingResult:
     each normalised by its own graph's gap), ``[S]`` for ``("step",)`` (the mean over graphs
     of each graph's normalised effect, see :meth:`per_graph` and :meth:`ci`), ``[N]`` for
     ``("node",)``; NaN where a site is not patched (a step one run of the pair does not
-    execute) or the gap is ~0 (``GAP_EPS``).
+    execute) or the graph's gap is too small to normalise by (``GAP_RELATIVE``).
     ``patched[hook]``: the metric after patching: ``[S, N]`` / ``[N]`` (the value of the
     node's graph) or ``[S, G]`` (per graph). ``clean`` / ``corrupt``: ``[G]`` metric of the
     unpatched runs. ``ptr`` ``[G + 1]``: node offsets of the graphs. ``steps`` ``[G]``:
@@ -342,7 +346,7 @@ def _sites(by, S: int, max_n: int) -> list[tuple[int | None, int | None]]:
 def _site_mask(site, S: int, valid_rows: Tensor, local: Tensor) -> Tensor:
     """``[S, R]``: rows patched for one site (``valid_rows[r]``: steps the row's graph has)."""
     t, i = site
-    steps = torch.arange(S)[:, None]
+    steps = torch.arange(S, device=valid_rows.device)[:, None]
     rows = torch.ones_like(local, dtype=torch.bool) if i is None else local == i
     m = rows[None, :] & (steps < valid_rows[None, :])
     if t is not None:
@@ -378,24 +382,37 @@ def _table(by, run: _Run, hook: str, sites, values: Tensor) -> Tensor:
 def normalised_effect(
     patched: Tensor, clean: Tensor, corrupt: Tensor, graph: Tensor | None = None
 ) -> Tensor:
-    """``(patched - corrupt) / (clean - corrupt)`` elementwise, NaN where the gap is ~0.
+    """``(patched - corrupt) / (clean - corrupt)`` elementwise, NaN where the graph's gap is
+    too small to normalise by (:func:`usable_gap`).
 
     ``clean``, ``corrupt``: ``[G]``. ``patched``: ``[..., G]`` (per graph), or any shape with
     ``graph`` (same shape as its last axis, e.g. ``[N]``) naming the graph of each column.
     """
     clean, corrupt = clean.double(), corrupt.double()
     patched = patched.double()
+    ok = usable_gap(clean, corrupt)
     if graph is not None:
-        clean, corrupt = clean[graph], corrupt[graph]
-    gap = clean - corrupt
-    out = (patched - corrupt) / gap
-    return torch.where(gap.abs() > GAP_EPS, out, torch.full_like(out, float("nan")))
+        clean, corrupt, ok = clean[graph], corrupt[graph], ok[graph]
+    out = (patched - corrupt) / (clean - corrupt)
+    return torch.where(ok, out, torch.full_like(out, float("nan")))
+
+
+def usable_gap(clean: Float[Tensor, " G"], corrupt: Float[Tensor, " G"]) -> Bool[Tensor, " G"]:
+    """Graphs whose clean-corrupt gap can normalise an effect: finite, above
+    :data:`GAP_RELATIVE` times the median gap of the graphs, and above float32 resolution of
+    the metric values (``1e-5 * max(|clean|, |corrupt|) + 1e-6``)."""
+    clean, corrupt = clean.double(), corrupt.double()
+    gap = (clean - corrupt).abs()
+    finite = torch.isfinite(gap)
+    median = gap[finite].median() if finite.any() else torch.zeros((), dtype=gap.dtype)
+    noise = 1e-5 * torch.maximum(clean.abs(), corrupt.abs()).nan_to_num(0.0) + 1e-6
+    return finite & (gap > GAP_RELATIVE * median) & (gap > noise)
 
 
 def _normalise(by, table: Tensor, clean: Tensor, corrupt: Tensor, ptr: Tensor) -> Tensor:
     if by == ("step",):  # a step site spans every graph: mean of the per-graph effects
         return normalised_effect(table, clean, corrupt).nanmean(1)
-    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1), ptr.diff())
+    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=ptr.device), ptr.diff())
     return normalised_effect(table, clean, corrupt, graph)
 
 
@@ -482,8 +499,7 @@ def _result(by, direction, method, run: _Run, tables, metric, settings) -> Patch
         else (run.target_value, run.source_value)
     )
     clean, corrupt = clean.double().cpu(), corrupt.double().cpu()
-    gap = clean - corrupt
-    if not (torch.isfinite(gap) & (gap.abs() > GAP_EPS)).any():
+    if not usable_gap(clean, corrupt).any():
         raise ValueError(
             f"the metric {metric.name} does not separate clean from corrupted (clean "
             f"{clean.tolist()}, corrupt {corrupt.tolist()}); use a counterfactual that changes "
@@ -613,7 +629,7 @@ def attribution_patching(
             g_t = grad[f"steps.{t}.{h}"]
             delta = (run.acts[h][t] - kept[f"steps.{t}.{h}"].detach()).double()
             c = (
-                torch.zeros(delta.shape[0], dtype=torch.float64)
+                torch.zeros(delta.shape[0], dtype=torch.float64, device=delta.device)
                 if g_t is None
                 else (g_t.double() * delta).reshape(delta.shape[0], -1).sum(1)
             )
@@ -629,7 +645,7 @@ def attribution_patching(
 
             summed = scatter(contrib.nan_to_num().T, graph, 0, dim_size=G, reduce="sum").T
             tables[h] = torch.where(
-                torch.arange(run.S)[:, None] < run.steps[None, :],
+                torch.arange(run.S, device=run.steps.device)[:, None] < run.steps[None, :],
                 base[None, :] + summed,
                 torch.full_like(summed, float("nan")),
             )

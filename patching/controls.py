@@ -1,10 +1,13 @@
-"""Controls and intervals for causal claims, and :class:`CausalResult`, which holds both.
+"""Nulls and intervals for causal claims, and :class:`CausalResult`, which holds an effect
+beside its control.
 
-An effect means something only beside what an uninformed intervention of the same size
-does: :func:`matched_features` draws random SAE features with the same firing frequency as
-the tested one, :func:`random_directions` random directions of the same norm, and
-:func:`bootstrap_ci` resamples graphs (the unit that is drawn independently) for an
-interval. All three take a ``seed`` and return the same draw for the same seed.
+An effect means something only beside what an intervention of the same size that carries no
+information about the concept does: :func:`uninformative_features` lists the live SAE
+features whose AUROC for every given concept is close to 0.5 (features matched on firing
+frequency alone are, in practice, other features of the same concept, so they are not
+offered), :func:`random_directions` draws directions of a given norm, and
+:func:`bootstrap_ci` (:mod:`patching.stats`) resamples graphs for an interval.
+All take a ``seed`` where they draw and return the same draw for the same seed.
 """
 
 from __future__ import annotations
@@ -13,76 +16,34 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
-__all__ = ["CausalResult", "bootstrap_ci", "matched_features", "random_directions"]
+from patching.stats import bootstrap_ci
+
+__all__ = ["CausalResult", "bootstrap_ci", "random_directions", "uninformative_features"]
 
 
-def bootstrap_ci(
-    per_graph: Tensor,
-    num_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``per_graph`` [G] (graphs resampled)."""
-    x = torch.as_tensor(per_graph, dtype=torch.float64).flatten()
-    x = x[~torch.isnan(x)]
-    if x.numel() == 0:
-        return float("nan"), float("nan")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randint(x.numel(), (num_resamples, x.numel()), generator=gen)
-    means = x[pick].mean(1)
-    lo, hi = torch.quantile(
-        means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    )
-    return float(lo), float(hi)
-
-
-def matched_features(
-    frequency: Tensor,
-    feature: int,
-    num: int = 8,
-    tolerance: float = 0.5,
-    seed: int = 0,
+def uninformative_features(
+    acts: Float[Tensor, "R F"],
+    labels: dict[str, Bool[Tensor, " R"]],
+    margin: float = 0.1,
     exclude: list[int] | tuple[int, ...] = (),
 ) -> list[int]:
-    """``num`` random features whose firing frequency is within a factor ``1 + tolerance``
-    of ``frequency[feature]`` (``frequency``: [d_sae], the fraction of rows each fires on).
+    """Live features (firing on some row of ``acts``) whose AUROC for every concept of
+    ``labels`` lies within ``margin`` of 0.5, i.e. that read none of them; ``exclude`` is
+    left out. Sorted by feature index."""
+    from sae.concepts import auroc
 
-    When too few features are that close, the nearest ones in log frequency fill the list;
-    ``feature``, ``exclude`` and dead features are never drawn.
-    """
-    freq = torch.as_tensor(frequency, dtype=torch.float64)
-    if not 0 <= feature < freq.numel():
-        raise ValueError(f"feature={feature} is outside 0..{freq.numel() - 1}")
-    target = float(freq[feature])
-    alive = freq > 0
-    alive[feature] = False
+    if not 0 < margin <= 0.5:
+        raise ValueError(f"margin must lie in (0, 0.5], got {margin}")
+    ok = (acts > 0).any(0)
+    for y in labels.values():
+        a = auroc(acts, y.bool())
+        ok &= (a - 0.5).abs().nan_to_num(1.0) < margin
     if exclude:
-        alive[torch.as_tensor(list(exclude), dtype=torch.long)] = False
-    candidates = torch.nonzero(alive).flatten()
-    if candidates.numel() == 0:
-        return []
-    gen = torch.Generator().manual_seed(seed)
-    candidates = candidates[torch.randperm(candidates.numel(), generator=gen)]
-    if target <= 0:
-        distance = freq[candidates]
-    else:
-        distance = (
-            freq[candidates].log() - torch.log(torch.tensor(target, dtype=torch.float64))
-        ).abs()
-    close = distance <= torch.log1p(torch.tensor(tolerance, dtype=torch.float64))
-    order = torch.cat([torch.nonzero(close).flatten(), torch.argsort(distance, stable=True)])
-    chosen: list[int] = []
-    for i in order.tolist():
-        f = int(candidates[i])
-        if f not in chosen:
-            chosen.append(f)
-        if len(chosen) == num:
-            break
-    return chosen
+        ok[torch.as_tensor(list(exclude), dtype=torch.long)] = False
+    return torch.nonzero(ok).flatten().tolist()
 
 
 def random_directions(d: int, num: int, norm: float | Tensor = 1.0, seed: int = 0) -> Tensor:

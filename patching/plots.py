@@ -1,4 +1,5 @@
-"""Pictures of causal tests: effect beside controls with 95% intervals, and one graph drawn
+"""Pictures of causal tests: effect beside the null with 95% intervals, dose-response curves,
+and one graph drawn
 step by step before and after an intervention (via :func:`hooked_nar.plotting.draw_graph_panels`).
 PNGs are written atomically; matplotlib runs with the Agg backend.
 """
@@ -79,104 +80,101 @@ def result_bars(results, path: str | os.PathLike, title: str | None = None) -> P
 
 
 def causal_bars(tests, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Per concept of :class:`~patching.causal.ConceptTest` s: ablation margin removed and
-    flip rate (feature vs matched features) and steering flip rate (feature vs random
-    directions vs matched features), each with 95% interval whiskers; the verdict under the
-    concept's name."""
+    """Per concept of :class:`~patching.causal.ConceptTest` s, at the verdict dose: the
+    unit's deciding measure (ablation: margin removed; steering: flip rate) beside the null
+    (mean, whisker to the 95th percentile of the null units) and the positive control, with
+    95% bootstrap whiskers; the verdict under the concept's name."""
     from hooked_nar.plotting import save_figure
 
     if not tests:
         raise ValueError("tests is empty")
-    groups = [f"{t.concept}\nf{t.feature}\n{t.verdict}" for t in tests]
+    groups = [f"{t.concept}\n{t.unit['kind']} ({t.unit['size']})\n{t.verdict}" for t in tests]
     plt = pyplot()
     fig, axes = plt.subplots(
-        1, 3, figsize=(max(11.0, 3 * 1.25 * len(tests) + 2), 3.8), layout="constrained"
+        1, 2, figsize=(max(9.0, 2.6 * len(tests) + 2), 3.8), layout="constrained"
     )
-    for ax, i, ylabel in ((axes[0], 0, "margin removed"), (axes[1], 1, "flip rate")):
-        res = [t.ablation[i] for t in tests]
+    nan, nan_ci = float("nan"), (float("nan"), float("nan"))
+    for ax, kind, ylabel in (
+        (axes[0], "ablation", "margin removed"),
+        (axes[1], "steering", "flip rate at the steering sites"),
+    ):
+        res = [getattr(t, kind) for t in tests]
+        ctl = [getattr(t, f"control_{kind}") for t in tests]
         _bars(
             ax,
             groups,
             [
-                ("feature ablated", [r.effect for r in res], [r.effect_ci for r in res]),
-                ("matched features", [r.control for r in res], [r.control_ci for r in res]),
+                (
+                    "unit",
+                    [r.effect if r else nan for r in res],
+                    [r.effect_ci if r else nan_ci for r in res],
+                ),
+                (
+                    "null (mean, 95th pct)",
+                    [r.null if r else nan for r in res],
+                    [(r.null, r.null_q95) if r else nan_ci for r in res],
+                ),
+                (
+                    "positive control",
+                    [c.effect if c else nan for c in ctl],
+                    [c.effect_ci if c else nan_ci for c in ctl],
+                ),
             ],
             ylabel,
         )
-        ax.set_title(f"ablation: {ylabel}", fontsize=10)
-    nan, nan_ci = float("nan"), (float("nan"), float("nan"))
-    st = [t.steering for t in tests]
-    _bars(
-        axes[2],
-        groups,
-        [
-            (
-                "feature clamped",
-                [s[0].effect if s else nan for s in st],
-                [s[0].effect_ci if s else nan_ci for s in st],
-            ),
-            (
-                "random directions",
-                [s[0].control if s else nan for s in st],
-                [s[0].control_ci if s else nan_ci for s in st],
-            ),
-            (
-                "matched features",
-                [s[1].control if len(s) > 1 else nan for s in st],
-                [s[1].control_ci if len(s) > 1 else nan_ci for s in st],
-            ),
-        ],
-        "fraction of sites",
-    )
-    for g, s in enumerate(st):
-        if not s:
-            axes[2].text(g, 0.01, "n/a", ha="center", va="bottom", fontsize=8, color="#777777")
-    axes[2].set_title("steering: prediction flips to the concept", fontsize=10)
+        for g, r in enumerate(res):
+            if r is None:
+                ax.text(g, 0.01, "n/a", ha="center", va="bottom", fontsize=8, color="#777777")
+        ax.set_title(f"{kind}: {ylabel}", fontsize=10)
     fig.suptitle(
-        title or "causal tests of concept features (95% bootstrap CI over graphs)", fontsize=11
+        title or "causal tests of concept units (95% bootstrap CI over graphs)", fontsize=11
     )
     return save_figure(fig, path)
 
 
-def dose_response(
-    curves: dict[str, list[tuple[float, Any]]], path: str | os.PathLike, title: str | None = None
-) -> Path:
-    """Steering flip rate against the clamp scale, one panel per concept: ``curves`` maps a
-    concept to ``[(steer_scale, ConceptTest), ...]``; lines for the feature, random directions
-    and matched features, with 95% interval bands."""
+def dose_response(test, path: str | os.PathLike, title: str | None = None) -> Path:
+    """The dose-response curves of one :class:`~patching.causal.ConceptTest`: per
+    intervention, the unit's deciding measure against the dose beside the null (mean, band
+    from the 2.5th to the 97.5th percentile of the null units), off-distribution doses
+    shaded."""
     from hooked_nar.plotting import save_figure
 
-    curves = {c: sorted(v, key=lambda p: p[0]) for c, v in curves.items() if v}
-    if not curves:
-        raise ValueError("curves is empty")
+    kinds = [k for k in ("ablation", "steering") if test.dose.get(k)]
+    if not kinds:
+        raise ValueError("the test has no dose-response curve")
+    labels = {
+        "ablation": ("fraction of the unit removed", "margin removed"),
+        "steering": ("activation quantile where true (> 1: x largest)", "flip rate"),
+    }
     plt = pyplot()
     fig, axes = plt.subplots(
-        1, len(curves), figsize=(3.6 * len(curves) + 0.8, 3.4), squeeze=False, layout="constrained"
+        1, len(kinds), figsize=(4.2 * len(kinds) + 0.6, 3.4), squeeze=False, layout="constrained"
     )
-    for ax, (concept, points) in zip(axes[0], curves.items(), strict=True):
-        xs = [p[0] for p in points]
-        lines = [
-            ("feature clamped", lambda t: (t.steering[0].effect, t.steering[0].effect_ci)),
-            ("random directions", lambda t: (t.steering[0].control, t.steering[0].control_ci)),
-            ("matched features", lambda t: (t.steering[1].control, t.steering[1].control_ci)),
-        ]
-        for k, (label, get) in enumerate(lines):
-            vals = [get(t) for _, t in points]
-            y = np.array([v for v, _ in vals], float)
-            lo = np.array([c[0] for _, c in vals], float)
-            hi = np.array([c[1] for _, c in vals], float)
-            colour = _EFFECT if k == 0 else _CONTROLS[k - 1]
-            ax.plot(xs, y, marker="o", color=colour, label=label)
-            ax.fill_between(xs, lo, hi, color=colour, alpha=0.25, lw=0)
-        t0 = points[0][1]
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(xs, [f"{x:g}" for x in xs])
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("clamp value / default (0.9 quantile)")
-        ax.set_ylabel("fraction of sites flipped to the concept")
-        ax.set_title(f"{concept} (feature {t0.feature})", fontsize=10)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        pts = test.dose[kind]
+        x = np.array([p[0] for p in pts], float)
+        ax.plot(x, [p[1] for p in pts], marker="o", color=_EFFECT, label="unit")
+        ax.plot(x, [p[2] for p in pts], marker=".", color="#33a02c", label="null mean")
+        ax.fill_between(
+            x,
+            [p[3] for p in pts],
+            [p[4] for p in pts],
+            color="#b2df8a",
+            alpha=0.4,
+            lw=0,
+            label="null 95% range",
+        )
+        off = [p[0] for p in pts if p[5]]
+        if off:
+            ax.axvspan(1.0, max(off), color="#dddddd", alpha=0.6, lw=0, label="off-distribution")
+        ax.set_xlabel(labels[kind][0])
+        ax.set_ylabel(labels[kind][1])
+        ax.set_title(kind, fontsize=10)
         ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(title or "steering dose-response (95% bootstrap CI over graphs)", fontsize=11)
+    fig.suptitle(
+        title or f"{test.algorithm} {test.concept}: dose-response ({test.unit['name']})",
+        fontsize=10,
+    )
     return save_figure(fig, path)
 
 

@@ -3,173 +3,155 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
-from patching.causal import CAUSAL_RULE, ConceptTest, concept_tests_table
-from patching.controls import results_table
+from patching.causal import CAUSAL_RULE, DECIDING_METRICS, ConceptTest, concept_tests_table
 
-__all__ = ["ablation_figure", "causal_sections", "rule_text"]
+__all__ = ["baselines_table", "causal_sections", "rule_text"]
 
 
 def rule_text() -> str:
-    """:data:`patching.causal.CAUSAL_RULE` in words."""
-    rule = CAUSAL_RULE
+    """The rule of :mod:`patching.causal.rule` in words, and how to read a verdict."""
+    r = CAUSAL_RULE
     return (
-        "A result passes when its 95% interval lies wholly above the control's, and the effect "
-        f"exceeds the control by at least {rule['min_effect']} and is at least "
-        f"{rule['min_ratio']}x it (`patching.causal.CAUSAL_RULE`). Ablation passes when the "
-        "*margin removed* or the *flip rate* passes against the matched features. The margin "
-        "removed is the fraction of the clean decision margin (logit of the true value minus "
-        "the best other, over rows the clean model gets right) that the ablation takes away "
-        "(1 = pushed to the decision boundary, > 1 = flipped); the flip rate the fraction of "
-        "predictions that change. Steering is judged on the fraction of sites whose prediction "
-        "flips to the concept, against both controls. Verdict: `causal` when both pass (or "
-        "ablation passes and steering is not applicable), `causal (ablation only)` / `causal "
-        "(steering only)` when one does, else `correlational`."
+        "Each intervention has one deciding measure on the concept's own target (its declared "
+        f"downstream consequence): ablation the *{DECIDING_METRICS['ablation']}* (over the "
+        "target rows where the consequence happens and the clean model predicts it, "
+        "sum(clean margin - ablated margin) / sum(clean margin): 1 = pushed to the decision "
+        f"boundary), steering the *{DECIDING_METRICS['steering']}* (the fraction of target "
+        "rows without the consequence whose prediction turns to it). The unit is compared "
+        "with null units of the same size that carry no information about the concept "
+        "(random subsets of live features with |AUROC - 0.5| small for this concept and every "
+        "concept sharing its target hint, and random subspaces of the same dimension, steered "
+        "with the unit's own norm): paired per-graph differences (unit minus null mean) with a "
+        "95% bootstrap interval over graphs and null units, and the exact rank p-value of the "
+        "unit among the null units, Holm-corrected across every concept and intervention of "
+        f"the run. The unit *moves* its target when the Holm p-value is <= {r['alpha']}, the "
+        f"interval lies above 0 and the difference is >= {r['min_effect']}. Verdict per "
+        "intervention: `causal` when the unit moves the target; `not causal` when it does not "
+        "while the positive control (the concept's difference-of-means direction, run the same "
+        "way) does; `inconclusive` when neither does, or when the unit and every null unit "
+        "have an effect of exactly 0. `inconclusive` is a result: it says the experiment could "
+        "not have shown an effect (the target did not move even for the positive control), "
+        "not that there is none. The concept is `causal` when an intervention is, else `not "
+        "causal` when one is, else `inconclusive`. Specific: the unit's difference on its own "
+        "target has an interval above its difference on every other concept's target and "
+        "above every other concept's unit on this target. Verdicts are taken at dose 1 "
+        "(ablation: the whole unit; steering: its largest observed activation where the "
+        "concept is true); the curves show every dose."
     )
 
 
-def _hint_view(model, test: ConceptTest, hint: str, logits, target):
-    """``(value [n, S], predicted [n, S] bool or None, truth [n, S] bool, label)`` of the
-    target hint for the figure: a mask's logit; for a categorical hint ([n, S, C]), the
-    logit of the probability that the concept holds (the class the concept's rule names,
-    else the true class), so that every hint type draws as one value per node and step."""
-    from hooked_nar.concepts import CONCEPTS
-
-    field = next(f for f in model.hint_fields if f.name == hint)
-    if field.type != "categorical":
-        # a mask_one hint's prediction is the arg-max node, not the sign: no wrong outline
-        predicted = None if field.type == "mask_one" else logits > 0
-        return logits, predicted, target > 0.5, f"{hint} logit"
-    concept = CONCEPTS.get(test.algorithm, {}).get(test.concept)
-    rule = getattr(concept, "rule", ())
-    if getattr(concept, "source_hint", None) == hint and rule and rule[0] in ("class", "not_class"):
-        cls, negate = int(rule[1]), rule[0] == "not_class"
-    else:
-        cls, negate = None, False
-    truth_class = target.argmax(-1)
-    log_p = torch.log_softmax(logits.float(), dim=-1)
-    if cls is None:  # the true class of each node and step
-        lp = log_p.gather(-1, truth_class.unsqueeze(-1)).squeeze(-1)
-        return (
-            lp - torch.log1p(-lp.exp().clamp(max=1 - 1e-6)),
-            None,
-            truth_class >= 0,
-            (f"{hint}: logit of P(true class)"),
+def baselines_table(tests: list[ConceptTest], baselines: dict[str, dict]) -> list[str]:
+    """Markdown lines: each concept's unit AUROC (and feature splitting) beside the scores it
+    must beat (:func:`sae.probes.concept_baselines`)."""
+    f = lambda x: "-" if x is None or math.isnan(x) else f"{x:.3f}"  # noqa: E731
+    lines = [
+        "| concept | unit (AUROC) | features, decoder abs cos mean / max | best neuron | "
+        "random directions: median / 95th pct | probe | probe, random-init model | "
+        "probe, encoder embedding | shuffled-label probe (mean +- sd) |",
+        "|" + "---|" * 9,
+    ]
+    for t in tests:
+        b = baselines.get(t.concept, {})
+        u = t.unit
+        lines.append(
+            f"| {t.concept} | {u['kind']} of {u['size']} ({f(t.auroc)}) | {u['features'] or '-'}"
+            f", {f(u.get('decoder_cos_mean'))} / {f(u.get('decoder_cos_max'))} | "
+            f"{f(b.get('best_neuron'))} | {f(b.get('random_median'))} / "
+            f"{f(b.get('random_q95'))} | {f(b.get('probe'))} | {f(b.get('probe_random_init'))} "
+            f"| {f(b.get('probe_embedding'))} | {f(b.get('probe_control'))} +- "
+            f"{f(b.get('probe_control_sd'))} |"
         )
-    lp = log_p[..., cls]
-    value = lp - torch.log1p(-lp.exp().clamp(max=1 - 1e-6))  # logit of P(class)
-    predicted, truth = logits.argmax(-1) == cls, truth_class == cls
-    if negate:
-        value, predicted, truth = -value, ~predicted, ~truth
-    return value, predicted, truth, f"{hint}: logit of P({test.concept})"
+    return lines + [
+        "",
+        "AUROCs of neurons, random directions and probes are two-sided where a direction's "
+        "sign is arbitrary (max(a, 1 - a)); the unit's is one-sided.",
+        "",
+    ]
 
 
-@torch.no_grad()
-def ablation_figure(model, sae, test: ConceptTest, data, path: Path) -> Path:
-    """One graph ``data``: the target hint's logits per step, clean and with the test's
-    feature zero-ablated at every step (wrong predictions outlined). A categorical hint
-    ([n, S, C]) is drawn as the logit of the probability that the concept holds."""
-    from hooked_nar.data import collate
-    from patching.interventions import ablate_features
-    from patching.plots import draw_before_after
+def _null_text(null: dict) -> str:
+    if not null:
+        return "-"
+    return (
+        f"{null['feature_subsets']} subsets of {null['uninformative_features']} uninformative "
+        f"features and {null['random_subspaces']} random subspaces"
+    )
 
-    batch = collate([data])
-    hint = test.targets[0]
-    clean = model(batch).hints[hint]
-    ablated = model.run_with_hooks(batch, fwd_hooks=ablate_features(model, sae, [test.feature]))
-    ablated = ablated.hints[hint]
-    S = min(clean.shape[1], int(data.length) - 1)
-    target = data[hint][:, 1 : S + 1]
-    clean_v, clean_p, truth, label = _hint_view(model, test, hint, clean[:, :S], target)
-    ablated_v, ablated_p, _, _ = _hint_view(model, test, hint, ablated[:, :S], target)
-    name = f"f{test.feature} ablated"
-    rows = {"clean": clean_v.T, name: ablated_v.T}
-    wrong = None
-    if clean_p is not None:
-        wrong = {"clean": (clean_p != truth).T, name: (ablated_p != truth).T}
-    lim = float(torch.cat([clean_v, ablated_v]).abs().max())
-    return draw_before_after(
-        data,
-        rows,
-        path,
-        kind="scalar",
-        cmap="RdBu_r",
-        vmin=-lim,
-        vmax=lim,
-        outlines=wrong,
-        outline_label="wrong prediction",
-        value_label=label,
-        title=f"{test.algorithm}: {hint} logits before / after zero-ablating feature "
-        f"{test.feature} ({test.concept}) at every step; margin removed "
-        f"{test.ablation[0].effect:.2f} (controls {test.ablation[0].control:.2f})",
+
+def _spec_line(t: ConceptTest, kind: str) -> str:
+    sp = t.specificity.get(kind)
+    if not sp:
+        return ""
+    fmt = lambda d: ", ".join(f"{c} {v:+.3f}" for c, v in d.items() if not math.isnan(v))  # noqa: E731
+    verdict = sp.get("specific")
+    word = "" if verdict is None else f" -> {'specific' if verdict else 'not specific'}"
+    return (
+        f"- {kind}: on each concept's target {fmt(sp['on_targets'])}; other concepts' units "
+        f"on this target {fmt(sp['units_here']) or '-'}{word}"
     )
 
 
 def causal_sections(
-    model,
-    sae,
-    tests: list[ConceptTest],
-    out: str | Path,
-    example,
-    level: int = 2,
+    tests: list[ConceptTest], out: str | Path, level: int = 2, baselines: dict | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """Markdown lines (rule, summary table, verdicts, every result, figures) of ``tests`` with
-    ``level``-deep headings, and ``{caption: png}`` of the figures written into ``out``: the
-    effects beside controls, and per concept with one target hint its logits on graph
-    ``example`` (a ``Data``) before / after ablation."""
+    """Markdown lines (rule, summary table, per concept: unit, target, comparisons,
+    specificity, sites per step, figures; with ``baselines``, the concept scores beside
+    them) with ``level``-deep headings, and ``{caption:
+    png}`` of the figures written into ``out``: the effects beside the null and one
+    dose-response PNG per concept."""
     from hooked_nar.concepts import CONCEPTS
-    from patching.plots import causal_bars
+    from patching.plots import causal_bars, dose_response
 
+    if not tests:
+        return ["No boolean concept to test."], {}
     out = Path(out)
     h = "#" * level
-    alg = model.cfg.algorithm
-    images = {"Effect beside controls (95% bootstrap CI over graphs)": "causal_effects.png"}
-    causal_bars(tests, out / "causal_effects.png", title=f"{alg}: causal tests of concept features")
+    alg = tests[0].algorithm
+    images = {"Effect beside the null and the positive control (dose 1)": "causal_effects.png"}
+    causal_bars(tests, out / "causal_effects.png", title=f"{alg}: causal tests of concept units")
     for t in tests:
-        if len(t.targets) == 1:
-            png = f"ablation_{t.concept}.png"
-            ablation_figure(model, sae, t, example, out / png)
-            images[
-                f"`{t.concept}`: {t.targets[0]} logits before / after ablating feature {t.feature}"
-            ] = png
+        png = f"dose_{t.concept}.png"
+        dose_response(t, out / png)
+        images[f"`{t.concept}`: dose-response beside the null"] = png
+    scalars = [c for c, v in CONCEPTS[alg].items() if v.dtype != torch.bool]
+    lines = [f"{h} Rule", "", rule_text(), "", f"{h} Results", ""]
+    lines += [concept_tests_table(tests, markdown=True), ""]
     by_verdict: dict[str, list[str]] = {}
     for t in tests:
-        by_verdict.setdefault(t.verdict, []).append(f"`{t.concept}` (f{t.feature})")
-    scalars = [c for c, v in CONCEPTS[alg].items() if v.dtype != torch.bool]
-    lines = [
-        f"{h} Rule",
-        "",
-        rule_text(),
-        "",
-        f"{h} Results",
-        "",
-        concept_tests_table(tests, markdown=True),
-        "",
-    ]
-    lines += [f"- **{verdict}**: {', '.join(names)}" for verdict, names in by_verdict.items()]
+        by_verdict.setdefault(t.verdict, []).append(f"`{t.concept}`")
+    lines += [f"- **{v}**: {', '.join(n)}" for v, n in by_verdict.items()]
     if scalars:
         lines.append(f"- **not tested (scalar, correlational only)**: {', '.join(scalars)}")
+    if baselines is not None:
+        lines += ["", f"{h} Concept scores beside their baselines", ""]
+        lines += baselines_table(tests, baselines)
     lines += ["", f"{h} Every result", ""]
     for t in tests:
         s = t.settings
         lines += [
-            f"**`{t.concept}`**: feature {t.feature} (AUROC {t.auroc:.3f}) -> "
-            f"{', '.join(t.targets)}: {t.verdict}",
+            f"**`{t.concept}`** -> {t.target}: **{t.verdict}**",
             "",
-            results_table(t.ablation + t.steering, markdown=True),
+            f"- unit: {t.unit['name']} (AUROC {t.auroc:.3f}); negation group "
+            f"{t.negation_features or '-'}; null: {_null_text(s.get('null', {}))}",
+            f"- ablation: {t.ablation.text()} -> {t.ablation_verdict}; positive control "
+            f"{t.control_ablation.text()}",
         ]
-        if t.steering_note:
-            lines += [f"Steering: {t.steering_note}.", ""]
-        lines += [
-            f"Controls: features {s['control_features']} (frequency "
-            f"{', '.join(f'{x:.3f}' for x in s['control_frequency'])} vs "
-            f"{s['feature_frequency']:.3f}); clamp value {s['steer_value']:.3g}; "
-            f"{s['num_sites']} steering sites.",
-            "",
-        ]
+        if t.steering is not None:
+            lines.append(
+                f"- steering: {t.steering.text()} -> {t.steering_verdict}; positive control "
+                f"{t.control_steering.text()}; sites per step {t.sites_per_step}"
+            )
+        else:
+            lines.append(
+                "- steering: n/a (no site where the algorithm makes the concept true next)"
+            )
+        lines += [x for x in (_spec_line(t, "ablation"), _spec_line(t, "steering")) if x]
+        lines.append("")
     lines += [f"{h} Figures", ""]
     for caption, png in images.items():
         lines += [f"**{caption}**", "", f"![{caption}]({png})", ""]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         best_features,
         concepts_with_feature,
         feature_concept_scores,
+        feature_splitting,
         monosemantic_features,
         pearson,
         spearman,
@@ -39,7 +40,13 @@ if TYPE_CHECKING:
     )
     from sae.evaluate import downstream, evaluate_sae, reconstruction
     from sae.io import load_sae, save_sae
-    from sae.probes import ProbeResult, graph_split, linear_probe, probe_concepts
+    from sae.probes import (
+        ProbeResult,
+        concept_baselines,
+        graph_split,
+        linear_probe,
+        probe_concepts,
+    )
     from sae.report import analyse_sae, write_report
     from sae.sweep import run_sweep
     from sae.training import ARCHITECTURES, make_config, train_sae

@@ -7,10 +7,13 @@ activation is >= threshold, over every distinct activation value). For every (fe
 scalar concept) pair: Pearson and Spearman correlation (Spearman on mid-ranks). AUROC is
 directional: a feature that fires where the concept is *false* scores near 0, not 1.
 
-The monosemanticity rule, in one place (:data:`MONOSEMANTIC_RULE`): a feature is
-monosemantic for concept c when its AUROC is >= ``high`` (0.95) for c and < ``low`` (0.8)
-for every other boolean concept of the algorithm. (Nested concepts - a frontier node is
-always visited - can keep a faithful feature from passing; the table shows why.)
+The monosemanticity rule, in one place (:data:`MONOSEMANTIC_RULE`), two-sided: a feature is
+monosemantic for concept c when its AUROC is >= ``high`` (0.95) for c and every other boolean
+concept of the algorithm lies within ``|AUROC - 0.5| < low - 0.5`` (0.3): a feature reading
+another concept's negation (AUROC 0.001) reads that concept too. (Nested concepts - a
+frontier node is always visited - can keep a faithful feature from passing.) A concept
+split over several features is reported by :func:`feature_splitting`: every feature above
+the threshold and the cosines between their decoder rows.
 
 >>> scores = feature_concept_scores(acts, labels)   # acts [R, F], labels {c: [R]}
 >>> best_features(scores)["is_frontier"]             # {"feature": 17, "auroc": 0.99, ...}
@@ -31,6 +34,7 @@ __all__ = [
     "best_features",
     "concepts_with_feature",
     "feature_concept_scores",
+    "feature_splitting",
     "midranks",
     "monosemantic_features",
     "pearson",
@@ -38,7 +42,8 @@ __all__ = [
     "top_examples",
 ]
 
-#: A feature is monosemantic for c: AUROC >= high for c, < low for every other concept.
+#: A feature is monosemantic for c: AUROC >= high for c, |AUROC - 0.5| < low - 0.5 for every
+#: other concept.
 MONOSEMANTIC_RULE = {"high": 0.95, "low": 0.8}
 
 
@@ -235,19 +240,43 @@ def monosemantic_features(
     high: float = MONOSEMANTIC_RULE["high"],
     low: float = MONOSEMANTIC_RULE["low"],
 ) -> list[dict]:
-    """Features meeting the rule of :data:`MONOSEMANTIC_RULE`: ``[{feature, concept, auroc}]``."""
+    """Features meeting the two-sided rule of :data:`MONOSEMANTIC_RULE`:
+    ``[{feature, concept, auroc}]``."""
     out = []
-    a = torch.nan_to_num(scores.auroc, nan=0.0)
+    a = torch.nan_to_num(scores.auroc, nan=0.5)
     for j in range(a.shape[0]):
         hits = (a[j] >= high).nonzero().flatten().tolist()
         if len(hits) != 1:
             continue
         others = torch.cat([a[j, : hits[0]], a[j, hits[0] + 1 :]])
-        if bool((others < low).all()):
+        if bool(((others - 0.5).abs() < low - 0.5).all()):
             c = scores.bool_concepts[hits[0]]
             out.append(
                 {"feature": _feature_id(scores, j), "concept": c, "auroc": float(a[j, hits[0]])}
             )
+    return out
+
+
+def feature_splitting(
+    scores: ConceptScores, decoder: Tensor, threshold: float = 0.9
+) -> dict[str, dict]:
+    """Per boolean concept, how split its code is: ``features`` with AUROC >= ``threshold``,
+    and the mean and largest ``|cos|`` between their decoder rows (``decoder`` [F, d]; NaN
+    with fewer than two). Nearly orthogonal decoders of many features mean that one feature
+    carries only part of the concept."""
+    a = torch.nan_to_num(scores.auroc, nan=0.0)
+    out = {}
+    for i, c in enumerate(scores.bool_concepts):
+        cols = (a[:, i] >= threshold).nonzero().flatten()
+        feats = [_feature_id(scores, int(j)) for j in cols]
+        cos_mean = cos_max = float("nan")
+        if len(feats) > 1:
+            w = decoder[feats].float()
+            w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            cos = (w @ w.T).abs()
+            off = cos[~torch.eye(len(feats), dtype=torch.bool)]
+            cos_mean, cos_max = float(off.mean()), float(off.max())
+        out[c] = {"features": feats, "cos_mean": cos_mean, "cos_max": cos_max}
     return out
 
 

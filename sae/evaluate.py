@@ -12,16 +12,20 @@ step; steps the store never saw get the global mean). For accuracy
 ``recovered = (acc_sae - acc_ablated) / (acc_clean - acc_ablated)``, and for the hint loss
 ``(loss_ablated - loss_sae) / (loss_ablated - loss_clean)``. Accuracy is the mean over
 fields of the CLRS metric of :func:`hooked_nar.evaluate.evaluate` (MSE fields left out).
+Each accuracy recovered (output, hint, whole-graph) gets a 95% bootstrap interval over graphs
+(``recovered_ci``: graphs resampled, the ratio of the resampled means); a value above 1 whose
+interval covers 1 is "within noise of 1" (:func:`recovered_text`).
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
 from torch import Tensor
 
-__all__ = ["downstream", "evaluate_sae", "reconstruction"]
+__all__ = ["downstream", "evaluate_sae", "reconstruction", "recovered_text"]
 
 
 @torch.no_grad()
@@ -69,12 +73,14 @@ def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
 
     total = hint = 0.0
     n = 0
+    device = next(model.parameters()).device
     for batch in CLRSLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = batch.to(device)
         logits = model(batch)
         loss = float(model.loss(logits, batch))
         out = 0.0
         for f in model.output_fields:
-            valid = torch.ones(model._rows(f, batch), dtype=torch.bool)
+            valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=device)
             out += float(
                 typed_fields.field_loss(
                     f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index
@@ -99,6 +105,50 @@ def _recovered(with_sae: float, clean: float, ablated: float) -> float:
     return float("nan") if gap == 0 else float((with_sae - ablated) / gap)
 
 
+_ACCURACIES = ("output_accuracy", "hint_accuracy", "graph_accuracy")
+
+
+def _per_graph_accuracy(model, dataset, batch_size: int) -> dict[str, Tensor]:
+    """``{accuracy: [G]}``: output, hint and whole-graph accuracy of each graph alone."""
+    from hooked_nar.evaluate import evaluate
+
+    out: dict[str, list[float]] = {k: [] for k in _ACCURACIES}
+    for i in range(len(dataset)):
+        res = evaluate(model, dataset[i : i + 1], batch_size=batch_size)
+        o, h = _accuracy(res)
+        for k, v in zip(_ACCURACIES, (o, h, res["graph_accuracy"]), strict=True):
+            out[k].append(v)
+    return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+
+
+def recovered_ci(
+    sae: Tensor, clean: Tensor, ablated: Tensor, num_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% bootstrap interval of ``(mean sae - mean ablated) / (mean clean - mean ablated)``
+    over graphs (per-graph values ``[G]``, the same graphs resampled in all three)."""
+    gen = torch.Generator().manual_seed(seed)
+    G = sae.numel()
+    pick = torch.randint(G, (num_resamples, G), generator=gen)
+    s, c, a = sae[pick].mean(1), clean[pick].mean(1), ablated[pick].mean(1)
+    ratio = (s - a) / (c - a)
+    ratio = ratio[torch.isfinite(ratio)]
+    if ratio.numel() < num_resamples // 2:  # the gap vanishes in most resamples
+        return float("nan"), float("nan")
+    lo, hi = torch.quantile(ratio, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
+def recovered_text(value: float, ci: tuple[float, float] | None = None, digits: int = 3) -> str:
+    """``value [lo, hi]``, with "(within noise of 1)" when the value exceeds 1 and the
+    interval covers 1."""
+    if value is None or math.isnan(value):
+        return "-"
+    if ci is None or any(math.isnan(x) for x in ci):
+        return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text + (" (within noise of 1)" if value > 1 and ci[0] <= 1 <= ci[1] else "")
+
+
 @torch.no_grad()
 def downstream(
     model,
@@ -121,6 +171,7 @@ def downstream(
     model.eval()
     model.ensure_steps(max(int(d.length.max()) for d in dataset))
     out: dict = {}
+    per_graph: dict[str, dict[str, Tensor]] = {}
     try:
         for name, ctx in (
             ("clean", nullcontext()),
@@ -130,6 +181,7 @@ def downstream(
             with ctx:
                 res = evaluate(model, dataset, batch_size=batch_size)
                 loss, hint_loss = _losses(model, dataset, batch_size)
+                per_graph[name] = _per_graph_accuracy(model, dataset, batch_size)
             out_acc, hint_acc = _accuracy(res)
             out[name] = {
                 "output_accuracy": out_acc,
@@ -149,6 +201,10 @@ def downstream(
         "hint_accuracy": _recovered(s["hint_accuracy"], c["hint_accuracy"], a["hint_accuracy"]),
         "graph_accuracy": _recovered(s["graph_accuracy"], c["graph_accuracy"], a["graph_accuracy"]),
         "hint_loss": _recovered(s["hint_loss"], c["hint_loss"], a["hint_loss"]),
+    }
+    out["recovered_ci"] = {
+        k: recovered_ci(per_graph["sae"][k], per_graph["clean"][k], per_graph["ablated"][k])
+        for k in _ACCURACIES
     }
     return out
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from sae.concepts import auroc, pearson
 
-__all__ = ["ProbeResult", "graph_split", "linear_probe", "probe_concepts"]
+__all__ = ["ProbeResult", "concept_baselines", "graph_split", "linear_probe", "probe_concepts"]
 
 
 @dataclass
@@ -26,7 +26,9 @@ class ProbeResult:
     """Test-set figures of one probe and of its shuffled-label control.
 
     Boolean: ``auroc``, ``accuracy``, ``f1`` (at 0.5); scalar: ``r2`` and ``pearson`` (in
-    ``auroc``'s place the fields hold NaN). ``num_train`` / ``num_test`` rows."""
+    ``auroc``'s place the fields hold NaN). ``num_train`` / ``num_test`` rows. The control
+    (``control_auroc`` / ``control_r2``) is the mean over permutations, ``control_sd`` its
+    standard deviation."""
 
     kind: str
     auroc: float
@@ -38,6 +40,7 @@ class ProbeResult:
     control_r2: float
     num_train: int
     num_test: int
+    control_sd: float = float("nan")
 
     def as_dict(self) -> dict:
         """The result as a JSON-ready dict."""
@@ -98,12 +101,16 @@ def linear_probe(
     seed: int = 0,
     steps: int = 100,
     weight_decay: float = 1e-4,
+    num_controls: int = 8,
 ) -> ProbeResult:
     """Probe ``labels`` [R] (bool: logistic; float: ridge) from ``rows`` [R, d].
 
     Split by ``graph`` [R]; inputs standardised with training statistics; ``steps`` LBFGS
-    iterations; L2 penalty ``weight_decay``. The control refits on permuted training labels.
+    iterations; L2 penalty ``weight_decay``. The control refits on ``num_controls``
+    permutations of the training labels.
     """
+    if num_controls < 1:
+        raise ValueError(f"num_controls must be >= 1, got {num_controls}")
     if rows.ndim != 2 or labels.shape != (rows.shape[0],) or graph.shape != (rows.shape[0],):
         raise ValueError(
             f"rows must be [R, d] with labels and graph [R]; got {tuple(rows.shape)}, "
@@ -114,19 +121,21 @@ def linear_probe(
     mu, sd = x[train].mean(0), x[train].std(0).clamp_min(1e-6)
     x = (x - mu) / sd
     gen = torch.Generator().manual_seed(seed + 1)
-    shuffled = labels[train][torch.randperm(int(train.sum()), generator=gen)]
+    n_train = int(train.sum())
+    shuffles = [labels[train][torch.randperm(n_train, generator=gen)] for _ in range(num_controls)]
     nan = float("nan")
     if labels.dtype == torch.bool:
         if labels[train].all() or not labels[train].any():
             raise ValueError("the training split has a single class; use more graphs")
         with torch.enable_grad():
             w, b = _fit_logistic(x[train], labels[train], steps, weight_decay)
-            wc, bc = _fit_logistic(x[train], shuffled, steps, weight_decay)
+            fits = [_fit_logistic(x[train], sh, steps, weight_decay) for sh in shuffles]
         logit = x[test] @ w + b
         pred = logit > 0
         y = labels[test]
         tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
         f1 = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+        controls = torch.tensor([float(auroc(x[test] @ wc + bc, y)[0]) for wc, bc in fits])
         return ProbeResult(
             "bool",
             float(auroc(logit, y)[0]),
@@ -134,14 +143,16 @@ def linear_probe(
             float(f1),
             nan,
             nan,
-            float(auroc(x[test] @ wc + bc, y)[0]),
+            float(controls.mean()),
             nan,
             int(train.sum()),
             int(test.sum()),
+            float(controls.std()) if num_controls > 1 else nan,
         )
     y = labels.float()
     w, b = _fit_ridge(x[train], y[train], weight_decay)
-    wc, bc = _fit_ridge(x[train], shuffled.float(), weight_decay)
+    fits = [_fit_ridge(x[train], sh.float(), weight_decay) for sh in shuffles]
+    controls = torch.tensor([_r2(x[test] @ wc + bc, y[test]) for wc, bc in fits])
     pred = x[test] @ w + b
     return ProbeResult(
         "scalar",
@@ -151,9 +162,10 @@ def linear_probe(
         _r2(pred, y[test]),
         float(pearson(pred, y[test])[0]),
         nan,
-        _r2(x[test] @ wc + bc, y[test]),
+        float(controls.mean()),
         int(train.sum()),
         int(test.sum()),
+        float(controls.std()) if num_controls > 1 else nan,
     )
 
 
@@ -170,3 +182,80 @@ def probe_concepts(
             continue
         out[c] = linear_probe(rows, y, index.graph, **kwargs)
     return out
+
+
+def _two_sided(a: Tensor) -> Tensor:
+    return torch.maximum(a, 1 - a)
+
+
+def concept_baselines(
+    model,
+    dataset,
+    concepts: list[str] | None = None,
+    hook: str = "hook_node_out",
+    num_directions: int = 256,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """What a concept score must beat, per boolean concept, on the valid rows of ``dataset``
+    at ``hook`` (every processor step): ``best_neuron`` (two-sided AUROC of the best single
+    dimension, and ``neuron`` its index), ``random_median`` / ``random_q95`` (two-sided AUROC
+    of ``num_directions`` random unit directions), ``probe`` (the probe on the trained
+    model), ``probe_random_init`` (the same probe on a model of the same config with fresh
+    random weights, seed ``seed``), ``probe_embedding`` (on the encoder's node embedding of
+    each row's node) and ``probe_control`` / ``probe_control_sd`` (shuffled labels).
+    Concepts constant on the rows or on the probe's training split are left out."""
+    from hooked_nar.model import HookedNAR
+    from sae.activation_store import ActivationStore
+
+    store = ActivationStore.from_model(model, dataset, hooks=hook, progress=False)
+    rows, index, labels = store.for_analysis(hook)
+    torch.manual_seed(seed)
+    fresh = HookedNAR(model.cfg).eval()
+    rand_rows, rand_index, _ = ActivationStore.from_model(
+        fresh, dataset, hooks=hook, progress=False
+    ).for_analysis(hook)
+    if not torch.equal(rand_index.graph, index.graph):
+        raise RuntimeError("the random-init model's rows do not line up with the model's")
+    emb = _embedding_rows(model, dataset, index)
+    gen = torch.Generator().manual_seed(seed)
+    directions = torch.randn(rows.shape[1], num_directions, generator=gen)
+    projections = rows.float() @ directions
+    out = {}
+    for c, y in labels.items():
+        if y.dtype != torch.bool or (concepts is not None and c not in concepts):
+            continue
+        if y.all() or not y.any():
+            continue
+        neurons = _two_sided(auroc(rows.float(), y).nan_to_num(0.5))
+        rand = _two_sided(auroc(projections, y).nan_to_num(0.5))
+        train, _ = graph_split(index.graph, seed=seed)
+        if y[train].all() or not y[train].any():
+            continue  # too few graphs for a probe of this concept
+        probe = linear_probe(rows, y, index.graph, seed=seed)
+        out[c] = {
+            "best_neuron": float(neurons.max()),
+            "neuron": int(neurons.argmax()),
+            "random_median": float(rand.median()),
+            "random_q95": float(torch.quantile(rand.double(), 0.95)),
+            "probe": probe.auroc,
+            "probe_control": probe.control_auroc,
+            "probe_control_sd": probe.control_sd,
+            "probe_random_init": linear_probe(rand_rows, y, index.graph, seed=seed).auroc,
+            "probe_embedding": linear_probe(emb, y, index.graph, seed=seed).auroc,
+        }
+    return out
+
+
+@torch.no_grad()
+def _embedding_rows(model, dataset, index) -> Tensor:
+    """``[R, d]``: the encoder's node embedding of each row's (graph, node)."""
+    from hooked_nar.data import CLRSLoader
+
+    per_graph = []
+    for batch in CLRSLoader(dataset, batch_size=64, shuffle=False):
+        _, cache = model.run_with_cache(batch, names_filter=lambda n: n == "encoder.hook_node_emb")
+        emb = cache["encoder.hook_node_emb"]
+        per_graph += [emb[batch.ptr[g] : batch.ptr[g + 1]] for g in range(batch.num_graphs)]
+    return torch.stack(
+        [per_graph[int(g)][int(n)] for g, n in zip(index.graph, index.node, strict=True)]
+    )

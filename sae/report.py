@@ -21,7 +21,7 @@ from sae.concepts import (
     monosemantic_features,
     top_examples,
 )
-from sae.evaluate import encode_rows
+from sae.evaluate import encode_rows, recovered_text
 from sae.probes import probe_concepts
 from sae.sweep import describe
 
@@ -179,10 +179,11 @@ def report_sections(
                 f"| {name} | {_f(r['output_accuracy'], 4)} | {_f(r['hint_accuracy'], 4)} | "
                 f"{_f(r['graph_accuracy'], 4)} | {_f(r['hint_loss'], 4)} |"
             )
-        rr = d["recovered"]
+        rr, ci = d["recovered"], d.get("recovered_ci", {})
+        acc = lambda k: recovered_text(rr[k], ci.get(k))  # noqa: E731
         lines.append(
-            f"| **recovered** | {_f(rr['output_accuracy'], 4)} | {_f(rr['hint_accuracy'], 4)} | "
-            f"{_f(rr['graph_accuracy'], 4)} | {_f(rr['hint_loss'], 4)} |"
+            f"| **recovered** [95% CI over graphs] | {acc('output_accuracy')} | "
+            f"{acc('hint_accuracy')} | {acc('graph_accuracy')} | {_f(rr['hint_loss'], 4)} |"
         )
         lines.append("")
     scores, best, probes = analysis["scores"], analysis["best"], analysis["probes"]
@@ -195,7 +196,8 @@ def report_sections(
         f"feature with AUROC >= {TARGET_AUROC}.",
         "",
         "| concept | positive rate | best feature | AUROC | F1 | precision | recall "
-        "| probe AUROC | control AUROC | best feature for not-concept (1 - AUROC) |",
+        "| probe AUROC | shuffled-label control (mean +- sd) | best feature for not-concept "
+        "(1 - AUROC) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, c in enumerate(scores.bool_concepts):
@@ -203,7 +205,7 @@ def report_sections(
         lines.append(
             f"| `{c}` | {_f(float(scores.positive_rate[i]))} | {b['feature']} | "
             f"{_f(b['auroc'])} | {_f(b['f1'])} | {_f(b['precision'])} | {_f(b['recall'])} | "
-            f"{_f(p.auroc) if p else '-'} | {_f(p.control_auroc) if p else '-'} | "
+            f"{_f(p.auroc) if p else '-'} | {f'{_f(p.control_auroc)} +- {_f(p.control_sd)}' if p else '-'} | "
             f"{b['anti_feature']} ({_f(b['anti_auroc'])}) |"
         )
     if scores.scalar_concepts:
@@ -227,8 +229,8 @@ def report_sections(
     rule = MONOSEMANTIC_RULE
     mono = analysis["monosemantic"]
     lines += [
-        f"Monosemantic features (AUROC >= {rule['high']} for one concept, < {rule['low']} "
-        f"for every other): "
+        f"Monosemantic features (AUROC >= {rule['high']} for one concept, |AUROC - 0.5| < "
+        f"{rule['low'] - 0.5:.2f} for every other): "
         + (
             ", ".join(f"{m['feature']} (`{m['concept']}`, {m['auroc']:.3f})" for m in mono)
             or "none"

@@ -1,7 +1,9 @@
 """The layers run one way and no module imports itself back.
 
 Every ``import`` of the three libraries and the application layer is read with :mod:`ast`,
-wherever it stands (module level, inside functions, under ``if TYPE_CHECKING:``):
+wherever it stands (module level, inside functions). Imports under ``if TYPE_CHECKING:``
+count in package ``__init__`` files, whose lazy exports (:mod:`hooked_nar.lazy`) execute them,
+and nowhere else: there they only name types for annotations and never run.
 
 - the core (``hooked_nar`` outside ``hooked_nar.app`` and ``__main__``) imports neither ``sae``, ``patching``
   nor ``hooked_nar.app``;
@@ -45,8 +47,15 @@ def _raw_imports(module: str) -> list[tuple[str, str | None, int]]:
     """``(module, name or None, line)`` of every import in ``module``, relative ones resolved."""
     tree = ast.parse(MODULES[module].read_text())
     package = module if _is_package(module) else module.rpartition(".")[0]
+    typing_only = set()
+    if not _is_package(module):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+                typing_only |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     found = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(a.name, None, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -157,5 +166,5 @@ def test_the_walk_sees_imports_inside_functions():
     """The checks above are only as good as the walk: it must see the function-level imports
     the application layer makes (``run`` imports its heavy modules lazily)."""
     patch = dict(GRAPH["hooked_nar.app.commands.patch"])
-    assert "patching.causal" in patch and "hooked_nar.app.common" in patch
+    assert any(m.startswith("patching.causal.") for m in patch) and "hooked_nar.app.common" in patch
     assert "hooked_nar.app.commands.patch" in dict(GRAPH["hooked_nar.app.cli"])

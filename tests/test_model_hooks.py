@@ -6,15 +6,34 @@ import pytest
 import torch
 
 from hooked_nar.data import collate
+from hooked_nar.model import HookedNAR
 from hooked_nar.model.hooked_nar import num_processor_steps
+from hooked_nar.model.processors import PROCESSORS
 from tests.model_helpers import small_batch, small_model
+
+# Hook points of one step besides hook_node_in / hook_msg / hook_aggr / hook_node_out
+OWN_HOOKS = {
+    "mpnn": ["hook_gate"],
+    "triplet_gmpnn": ["hook_triplet_msg", "hook_gate"],
+    "transformer": ["hook_gate", "attn.hook_pattern"],
+    "discrete": ["attn.hook_scores", "attn.hook_pattern", "hook_edge_state", "hook_state_logits",
+                 "hook_state"],
+}
+
+
+def behaving_model(algorithm: str, processor: str, **kw) -> HookedNAR:
+    """A small model whose steps do something: the shipped checkpoint for ``discrete`` (an
+    untrained discrete model may keep every state as it is), a random one otherwise."""
+    if processor == "discrete":
+        return HookedNAR.from_pretrained(f"{algorithm}-discrete")
+    return small_model(algorithm, processor=processor, **kw)
 
 
 def _flat(logits):
     return {**{f"out.{k}": v for k, v in logits.outputs.items()}, **{f"hint.{k}": v for k, v in logits.hints.items()}}
 
 
-@pytest.mark.parametrize("processor", ["mpnn", "triplet_gmpnn", "transformer"])
+@pytest.mark.parametrize("processor", PROCESSORS)
 def test_identity_hooks_leave_outputs_bit_identical(processor):
     model = small_model("dijkstra", processor=processor)
     batch, _ = small_batch("dijkstra")
@@ -24,22 +43,24 @@ def test_identity_hooks_leave_outputs_bit_identical(processor):
         assert torch.equal(plain[k], hooked[k]), k
 
 
-def test_every_step_has_its_own_hook_names():
-    model = small_model("bfs")
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_every_step_has_its_own_hook_names(processor):
+    model = behaving_model("bfs", processor)
     batch, _ = small_batch("bfs")
     _, cache = model.run_with_cache(batch)
     S = int(num_processor_steps(batch.length).max())
     for t in range(S):
-        for name in ("hook_node_in", "hook_msg", "hook_aggr", "hook_gate", "hook_node_out",
-                     "decoder.hook_reach_h", "decoder.hook_pi_h"):
+        for name in ("hook_node_in", "hook_msg", "hook_aggr", "hook_node_out",
+                     "decoder.hook_reach_h", "decoder.hook_pi_h", *OWN_HOOKS[processor]):
             assert f"steps.{t}.{name}" in cache.cache_dict
         assert model.hook_dict[f"steps.{t}.hook_node_out"].layer() == t
     # hidden states really differ between steps (a reused HookPoint would keep only the last)
     assert not torch.equal(cache["hook_node_out", 0], cache["hook_node_out", S - 1])
 
 
-def test_zeroing_a_step_changes_outputs_and_nothing_before_it():
-    model = small_model("bfs", d_model=32)
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_zeroing_a_step_changes_outputs_and_nothing_before_it(processor):
+    model = behaving_model("bfs", processor, d_model=32)
     batch, _ = small_batch("bfs", sizes=(8,), num_graphs=4)
     t = 1
     _, clean = model.run_with_cache(batch)
@@ -55,8 +76,9 @@ def test_zeroing_a_step_changes_outputs_and_nothing_before_it():
     assert not torch.equal(clean[f"steps.{t + 1}.hook_node_in"], patched[f"steps.{t + 1}.hook_node_in"])
 
 
-def test_cache_equals_a_forward_without_hooks():
-    model = small_model("dijkstra")
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_cache_equals_a_forward_without_hooks(processor):
+    model = small_model("dijkstra", processor=processor)
     batch, _ = small_batch("dijkstra")
     logits, cache = model.run_with_cache(batch)
     plain = model(batch)
@@ -67,7 +89,7 @@ def test_cache_equals_a_forward_without_hooks():
     assert not model.is_caching and all(not hp.fwd_hooks for hp in model.hook_dict.values())
 
 
-@pytest.mark.parametrize("processor", ["mpnn", "transformer"])
+@pytest.mark.parametrize("processor", ["mpnn", "transformer", "discrete"])
 def test_batch_cache_equals_graphs_run_one_by_one(processor):
     model = small_model("bfs", processor=processor)
     batch, graphs = small_batch("bfs", num_graphs=3, sizes=(4, 9))
@@ -84,8 +106,9 @@ def test_batch_cache_equals_graphs_run_one_by_one(processor):
         assert not stacked.mask[S:, rows].any()
 
 
-def test_flatten_returns_only_valid_rows_with_concepts():
-    model = small_model("bfs")
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_flatten_returns_only_valid_rows_with_concepts(processor):
+    model = small_model("bfs", processor=processor)
     batch, _ = small_batch("bfs", num_graphs=4, sizes=(3, 6, 9))
     _, cache = model.run_with_cache(batch)
     rows, index = cache.flatten("hook_node_out")
@@ -100,8 +123,9 @@ def test_flatten_returns_only_valid_rows_with_concepts():
         assert index.concepts_read["is_visited"][r] == batch.reach_h[batch.ptr[g] + node, t]
 
 
-def test_no_hook_remains_after_a_hook_raises():
-    model = small_model("bfs")
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_no_hook_remains_after_a_hook_raises(processor):
+    model = small_model("bfs", processor=processor)
     batch, _ = small_batch("bfs")
 
     def boom(x, hook):
@@ -115,8 +139,9 @@ def test_no_hook_remains_after_a_hook_raises():
     assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in model.hook_dict.values())
 
 
-def test_unknown_hook_name_is_a_clear_error_and_leaves_nothing():
-    model = small_model("bfs")
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_unknown_hook_name_is_a_clear_error_and_leaves_nothing(processor):
+    model = small_model("bfs", processor=processor)
     batch, _ = small_batch("bfs")
     with pytest.raises(ValueError, match="steps.0.hook_node_ot"):
         model.run_with_hooks(batch, fwd_hooks=[("steps.0.hook_msg", lambda x, hook: x),
@@ -126,8 +151,9 @@ def test_unknown_hook_name_is_a_clear_error_and_leaves_nothing():
     assert all(not hp.fwd_hooks for hp in model.hook_dict.values())
 
 
-def test_backward_hooks_deliver_gradients_for_every_step():
-    model = small_model("bfs").train()
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_backward_hooks_deliver_gradients_for_every_step(processor):
+    model = small_model("bfs", processor=processor).train()
     batch, _ = small_batch("bfs", sizes=(8,))
     grads = {}
 
@@ -137,28 +163,33 @@ def test_backward_hooks_deliver_gradients_for_every_step():
     with model.hooks(bwd_hooks=[(lambda n: n.endswith("hook_node_out"), save)]):
         model(batch, return_type="loss").backward()
     S = int(num_processor_steps(batch.length).max())
+    if processor == "discrete":  # its outputs are the last step's pointers: nothing reads
+        assert f"steps.{S - 1}.hook_node_out" not in grads  # the last hidden state
+        S -= 1
     for t in range(S):
         g = grads[f"steps.{t}.hook_node_out"]
         assert torch.isfinite(g).all() and g.abs().sum() > 0
     assert all(not hp.bwd_hooks for hp in model.hook_dict.values())
 
 
-def test_hook_points_grow_for_long_trajectories():
-    model = small_model("dfs", initial_steps=2)
-    batch, _ = small_batch("dfs", sizes=(6,))
+@pytest.mark.parametrize(("processor", "algorithm"), [("mpnn", "dfs"), ("discrete", "dijkstra")])
+def test_hook_points_grow_for_long_trajectories(processor, algorithm):
+    model = small_model(algorithm, processor=processor, initial_steps=2)
+    batch, _ = small_batch(algorithm, sizes=(6,))
     S = int(num_processor_steps(batch.length).max())
     assert S > 2
     _, cache = model.run_with_cache(batch)
     assert f"steps.{S - 1}.hook_node_out" in cache.cache_dict
-    fresh = small_model("dfs", initial_steps=2)
+    fresh = small_model(algorithm, processor=processor, initial_steps=2)
     with pytest.raises(RuntimeError, match="ensure_steps"):
         with fresh.hooks(fwd_hooks=[("steps.0.hook_msg", lambda x, hook: x)]):
             fresh(batch)
     assert all(not hp.fwd_hooks for hp in fresh.hook_dict.values())
 
 
-def test_attention_pattern_is_a_distribution_over_in_neighbours():
-    model = small_model("bfs", processor="transformer")
+@pytest.mark.parametrize("processor", ["transformer", "discrete"])
+def test_attention_pattern_is_a_distribution_over_in_neighbours(processor):
+    model = small_model("bfs", processor=processor)
     batch, _ = small_batch("bfs")
     _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("hook_pattern"))
     pattern = cache["steps.0.attn.hook_pattern"]  # [E, H]

@@ -35,4 +35,4 @@ def test_walkthrough_notebook_executes_in_quick_mode(tmp_path, monkeypatch):
     # ablating it lowers the visited logits, and the causal test states a verdict
     logits = re.search(r"clean (-?\d+\.\d+), feature \d+ ablated (-?\d+\.\d+)", out)
     assert logits and float(logits.group(2)) < float(logits.group(1))
-    assert re.search(r"bfs is_visited: feature \d+ \(AUROC .*verdict: \w+", out)
+    assert re.search(r"bfs is_visited: .* \(AUROC .*verdict: (causal|not causal|inconclusive)", out)

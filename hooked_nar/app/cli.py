@@ -6,7 +6,7 @@
     hooked-nar evaluate --checkpoint bfs             # CLRS metrics (hooked_nar.evaluate)
     hooked-nar collect --checkpoint bfs -o acts/bfs  # an ActivationStore on disk
     hooked-nar train-sae --algorithm bfs             # SAE + concept features
-    hooked-nar patch --algorithm bfs --sae DIR       # causal tests of concept features
+    hooked-nar patch --algorithm bfs --sae DIR       # causal tests of concept units
     hooked-nar browse runs/bfs                       # the offline HTML feature browser
 
 This module builds the parser from the command modules (:mod:`hooked_nar.app.commands`,

@@ -52,8 +52,8 @@ SAE_QUICK = {"sae_graphs": 32, "sae_steps": 150, "sae_eval_graphs": 8}
 SAE_DEFAULTS = {"sae_graphs": 512, "sae_steps": None, "sae_eval_graphs": 64}
 #: Causal stage with ``--quick`` and without: test graphs (fresh ones, the study's size),
 #: and matched features / random directions per test.
-CAUSAL_QUICK = {"causal_graphs": 8, "num_controls": 4}
-CAUSAL_DEFAULTS = {"causal_graphs": 64, "num_controls": 8}
+CAUSAL_QUICK = {"causal_graphs": 8, "num_null": 8}
+CAUSAL_DEFAULTS = {"causal_graphs": 64, "num_null": None}
 
 
 # ------------------------------------------------------------------------------- context
@@ -665,17 +665,18 @@ def stage_sae(ctx: StudyContext) -> Section:
 
 
 def stage_causal(ctx: StudyContext) -> Section:
-    """Ablate and steer every boolean concept's best feature beside controls."""
+    """Ablate and steer every boolean concept's unit (its SAE feature group) beside a null of
+    uninformative units and a positive control, on the concept's own target."""
     if ctx.sae is None:
         return Section(
             "causal",
             "Causal tests",
-            "No SAE, so no concept features to test.",
+            "No SAE, so no concept units to test.",
             {"tests": []},
             [("causal", "skipped (no SAE)")],
         )
     from hooked_nar.data import CLRSDataset
-    from patching.causal import causal_concept_tests
+    from patching.causal import CausalOptions, causal_concept_tests
     from patching.report import causal_sections
 
     a = ctx.args
@@ -688,39 +689,44 @@ def stage_causal(ctx: StudyContext) -> Section:
         seed=seed,
         progress=False,
     )
-    ctx.log(f"causal: ablating and steering every concept feature on {len(data)} fresh graphs")
+    ctx.log(f"causal: ablating and steering every concept unit on {len(data)} fresh graphs")
+    options = CausalOptions(num_null=a.num_null, seed=a.seed, progress=ctx.progress)
+    if a.quick:
+        options = options.with_(
+            ablation_doses=(0.0, 1.0), steer_doses=(0.0, 1.0), sites_per_graph=1
+        )
     tests = causal_concept_tests(
-        ctx.model,
-        ctx.sae.sae,
-        dataset=data,
-        store=ctx.sae.eval_store,
-        num_controls=a.num_controls,
-        seed=a.seed,
-        progress=ctx.progress,
+        ctx.model, ctx.sae.sae, dataset=data, store=ctx.sae.eval_store, options=options
     )
-    lines, images = causal_sections(
-        ctx.model, ctx.sae.sae, tests, ctx.out, ctx.dataset[ctx.example], level=3
-    )
+    from sae.probes import concept_baselines
+
+    ctx.log("causal: concept-score baselines (neurons, random directions, probes)")
+    baselines = concept_baselines(ctx.model, data, seed=a.seed)
+    lines, images = causal_sections(tests, ctx.out, level=3, baselines=baselines)
+    num_null = tests[0].settings["num_null_per_kind"] if tests else 0
     md = [
-        f"Each concept's best feature (section 3, on its held-out rows) is zero-ablated at every "
-        f"step and node of {len(data)} fresh `{a.generator}` graphs (n = {a.num_nodes}, seed "
-        f"{seed}) beside {a.num_controls} features of matched firing frequency, and clamped on "
-        f"at single (node, step) sites where the concept is false beside {a.num_controls} "
-        "random directions of the same norm and the matched features "
-        "(`patching.causal_concept_tests`). Intervals: 95% bootstrap over graphs. The "
-        f"ablation figures show graph {ctx.example}.",
+        f"Each boolean concept's unit (every live SAE feature with AUROC >= "
+        f"{options.group_auroc} on the SAE section's held-out rows) is ablated at the (node, step) "
+        f"rows where the concept holds, and steered at sites where the algorithm makes the "
+        f"concept true next, on "
+        f"{len(data)} fresh `{a.generator}` graphs (n = {a.num_nodes}, seed {seed}), beside "
+        f"{num_null} null units per kind and the concept's difference-of-means direction "
+        "(`patching.causal_concept_tests`)."
+        + (
+            " Quick mode: too few null units for any verdict but `inconclusive`." if a.quick else ""
+        ),
         "",
         *lines,
     ]
     summary = [
         (
             f"causal {t.concept}",
-            f"{t.verdict} (f{t.feature}: margin removed "
-            f"{t.ablation[0].effect:.2f} vs {t.ablation[0].control:.2f}"
+            f"{t.verdict} ({t.unit['kind']} of {t.unit['size']}: margin removed "
+            f"{t.ablation.effect:.2f} vs null {t.ablation.null:.2f}, p {t.ablation.p_holm:.2g}"
             + (
-                f", steering flips {t.steering[0].effect:.2f} vs "
-                f"{max(r.control for r in t.steering):.2f})"
-                if t.steering
+                f"; steering flips {t.steering.effect:.2f} vs {t.steering.null:.2f}, "
+                f"p {t.steering.p_holm:.2g})"
+                if t.steering is not None
                 else ")"
             ),
         )
@@ -728,9 +734,9 @@ def stage_causal(ctx: StudyContext) -> Section:
     ]
     return Section(
         "causal",
-        "Causal tests of the concept features",
+        "Causal tests of the concept units",
         "\n".join(md),
-        {"tests": tests, "figures": images},
+        {"tests": tests, "figures": images, "baselines": baselines},
         summary,
     )
 

@@ -255,7 +255,8 @@ def _unpack(blob: dict, params: dict) -> list[Data]:
 # ---------------------------------------------------------------------------------------------
 
 #: SALSA-CLRS / CLRS-30 style splits: train on small ER graphs, validate at 16 nodes, test
-#: out of distribution on larger ER, Watts-Strogatz and Delaunay graphs.
+#: out of distribution on larger graphs: CLRS-30's own ER sampler (p = 0.5), sparse ER,
+#: the library's ER, Watts-Strogatz and Delaunay.
 TRAIN_SIZES = (4, 7, 11, 13, 16)
 
 
@@ -275,14 +276,20 @@ def make_splits(
     train_sizes: Sequence[int] = TRAIN_SIZES,
     val_size: int = 16,
     test_sizes: Sequence[int] = (64, 160),
-    test_generators: Sequence[str] = ("er", "ws", "delaunay"),
+    test_generators: Sequence[str] = ("clrs", "sparse", "er", "ws", "delaunay"),
+    train_generator: str = "er",
     progress: bool = True,
 ) -> dict[str, CLRSDataset]:
-    """Standard splits: ``train`` (ER, n in ``train_sizes``), ``val`` (ER, n = ``val_size``)
-    and ``test_<generator>_<n>`` for every test generator and size (default
-    ``test_er_64`` ... ``test_delaunay_160``). Each split gets its own seed derived from
-    ``seed`` and its name, so no two splits share graphs by construction."""
-    specs = {"train": ("er", tuple(train_sizes), num_train), "val": ("er", (val_size,), num_val)}
+    """Standard splits: ``train`` (``train_generator``, n in ``train_sizes``; ``"mixed"``
+    adds CLRS-30's dense graphs of every p to the sparse ones), ``val`` (the same generator,
+    n = ``val_size``) and ``test_<generator>_<n>`` for every test generator and size
+    (default ``test_clrs_64`` ... ``test_delaunay_160``; ``test_clrs_64`` is CLRS-30's own
+    out-of-distribution test). Each split gets its own seed derived from ``seed`` and its
+    name, so no two splits share graphs by construction."""
+    specs = {
+        "train": (train_generator, tuple(train_sizes), num_train),
+        "val": (train_generator, (val_size,), num_val),
+    }
     for gen in test_generators:
         for n in test_sizes:
             specs[f"test_{gen}_{n}"] = (gen, (int(n),), num_test)

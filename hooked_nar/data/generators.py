@@ -32,6 +32,8 @@ __all__ = [
     "GRAPH_CONVENTIONS",
     "GraphConvention",
     "SELF_LOOP_PROB",
+    "CLRS_TRAIN_P",
+    "clrs_erdos_renyi",
     "complete",
     "delaunay",
     "er_probability_range",
@@ -41,6 +43,7 @@ __all__ = [
     "path",
     "random_tree",
     "sample_graph",
+    "sparse_probability",
     "watts_strogatz",
 ]
 
@@ -341,8 +344,77 @@ def _grid_shape(n: int) -> tuple[int, int]:
     return rows, n // rows
 
 
+def clrs_erdos_renyi(
+    n: int,
+    p: float,
+    rng: np.random.Generator,
+    *,
+    directed: bool,
+    acyclic: bool,
+    weighted: bool,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> np.ndarray:
+    """Erdos-Renyi exactly as CLRS-30's sampler (``_random_er_graph``) draws it.
+
+    Every entry of ``A`` (diagonal included) is 1 with probability ``p``; an undirected
+    graph keeps ``A *= A.T`` (so an edge has probability ``p**2`` and a self-loop ``p``);
+    an acyclic one keeps the strict upper triangle, permuted. Weights are uniform in
+    ``[low, high)``, and for undirected graphs ``sqrt(w * w.T + 1e-3)``.
+    """
+    n = _check_n(n)
+    mat = rng.binomial(1, p, size=(n, n))
+    if not directed:
+        mat *= mat.T
+    elif acyclic:
+        mat = np.triu(mat, k=1)
+        perm = rng.permutation(n)
+        mat = mat[perm, :][:, perm]
+    mat = mat.astype(np.float64)
+    if weighted:
+        w = rng.uniform(low, high, size=(n, n))
+        if not directed:
+            w *= w.T
+            w = np.sqrt(w + 1e-3)
+        mat = mat * w
+    return mat
+
+
+#: Edge probabilities CLRS-30's training script draws from for graph algorithms
+#: (``p = 0.1 + 0.1 i``); its test graphs use ``p = 0.5``.
+CLRS_TRAIN_P = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def sparse_probability(n: int) -> float:
+    """SALSA-style sparse edge probability ``2 ln(n) / n`` (capped at 1)."""
+    return min(1.0, 2 * math.log(max(n, 2)) / max(n, 2))
+
+
 def _gen_er(n, rng, **kw):
     return erdos_renyi(n, er_probability_range(n), rng=rng, **kw)
+
+
+def _gen_sparse(n, rng, **kw):
+    return erdos_renyi(n, sparse_probability(n), rng=rng, **kw)
+
+
+def _clrs_kw(kw: dict) -> dict:
+    # CLRS draws self-loops like any other entry, so the self_loops option does not apply.
+    return {k: kw[k] for k in ("directed", "acyclic", "weighted")}
+
+
+def _gen_clrs(n, rng, **kw):
+    return clrs_erdos_renyi(n, 0.5, rng, **_clrs_kw(kw))
+
+
+def _gen_clrs_mixed_p(n, rng, **kw):
+    return clrs_erdos_renyi(n, float(rng.choice(CLRS_TRAIN_P)), rng, **_clrs_kw(kw))
+
+
+def _gen_mixed(n, rng, **kw):
+    if rng.random() < 0.5:
+        return _gen_clrs_mixed_p(n, rng, **kw)
+    return _gen_er(n, rng, **kw)
 
 
 def _gen_ws(n, rng, **kw):
@@ -373,6 +445,10 @@ def _gen_complete(n, rng, **kw):
 #: Generator names accepted by :func:`sample_graph` and the datasets.
 GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "er": _gen_er,
+    "sparse": _gen_sparse,
+    "clrs": _gen_clrs,
+    "clrs_mixed_p": _gen_clrs_mixed_p,
+    "mixed": _gen_mixed,
     "ws": _gen_ws,
     "delaunay": _gen_delaunay,
     "grid": _gen_grid,
@@ -397,10 +473,15 @@ def sample_graph(
     uniformly when the algorithm takes one (CLRS input ``s``), else ``None``.
 
     Generators (``generator=``): ``"er"`` (``p`` from :func:`er_probability_range`),
+    ``"sparse"`` (ER with ``p = 2 ln(n) / n``, SALSA-style), ``"clrs"`` (CLRS-30's own
+    sampler, :func:`clrs_erdos_renyi` with ``p = 0.5``: its test distribution),
+    ``"clrs_mixed_p"`` (CLRS's sampler, ``p`` from :data:`CLRS_TRAIN_P`), ``"mixed"``
+    (``"clrs_mixed_p"`` or ``"er"`` with probability 1/2 each: dense and sparse graphs),
     ``"ws"`` (Watts-Strogatz, ``k`` in {4, 6}, rewiring ``p ~ U(0.05, 0.3)``),
     ``"delaunay"``, ``"grid"`` (the most square factorisation of ``n``), ``"tree"``,
     ``"path"``, ``"complete"``. Weighted algorithms get weights uniform in (0, 1]; nodes
-    get a self-loop with probability :data:`SELF_LOOP_PROB` where the convention allows.
+    get a self-loop with probability :data:`SELF_LOOP_PROB` where the convention allows
+    (the CLRS generators keep CLRS's own weights and self-loops instead).
     """
     if algorithm not in GRAPH_CONVENTIONS:
         raise ValueError(

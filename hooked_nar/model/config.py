@@ -7,10 +7,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from hooked_nar.atomic import write_text_atomic
+from hooked_nar.model.processors import PROCESSORS, processor_class
 
-PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
 AGGREGATIONS = ("max", "sum", "mean")
 HINT_MODES = ("none", "supervised", "encoded")
+HINT_FEEDBACK = ("soft", "hard")
 
 
 @dataclass
@@ -28,6 +29,21 @@ class NARConfig:
         its graph features (``steps.{t}.hook_graph_in``), so a step can act on graph-wide
         quantities such as "the unsettled node of least distance". Off by default: on
         Dijkstra it did not improve accuracy at n = 64 in our runs.
+
+    Recipe options (how hints flow between steps; see ``hooked_nar.train``):
+
+    hidden_recurrence:
+        carry the hidden state from step to step (default). Off, every step starts from a
+        zero hidden state and sees only the inputs and the fed hints, so the hints are the
+        whole state; this is what stepwise training (all steps in parallel, each fed the
+        true previous hints) assumes.
+    hint_feedback:
+        with ``hint_mode="encoded"``, what is re-encoded: ``"soft"`` probabilities of the
+        decoded hints (CLRS / Ibarz et al.) or ``"hard"`` decoded values (one-hot pointers,
+        thresholded masks), the format stepwise training feeds.
+    xavier_scalars:
+        initialise the encoders of scalar hints with a truncated normal of std
+        ``1 / sqrt(d_model)`` (CLRS's ``xavier_on_scalars``) instead of PyTorch's default.
     """
 
     algorithm: str
@@ -45,6 +61,10 @@ class NARConfig:
     global_readout: bool = False
     initial_steps: int = 16
     seed: int = 0
+    # recipe options (training-relevant, documented above)
+    hidden_recurrence: bool = True
+    hint_feedback: str = "soft"
+    xavier_scalars: bool = False
 
     def __post_init__(self) -> None:
         from hooked_nar.algorithms import ALGORITHMS
@@ -57,15 +77,13 @@ class NARConfig:
             ("processor", PROCESSORS),
             ("aggregation", AGGREGATIONS),
             ("hint_mode", HINT_MODES),
+            ("hint_feedback", HINT_FEEDBACK),
         ):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {valid}")
         if self.d_model <= 0 or self.num_layers <= 0:
             raise ValueError("d_model and num_layers must be positive")
-        if self.processor == "transformer" and self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}"
-            )
+        processor_class(self.processor).check_config(self)
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing={self.teacher_forcing} must lie in [0, 1]")
 

@@ -89,11 +89,12 @@ def make_head(field: Field, d: int, dense_pointers: bool) -> nn.Module:
 class Decoder(nn.Module):
     """Heads for hints (hooked per step under ``steps.{t}.decoder``) and outputs (``decoder.hook_*``)."""
 
-    def __init__(self, d: int, hint_fields, output_fields, dense_pointers: bool) -> None:
+    def __init__(
+        self, d: int, hint_fields, output_fields, dense_pointers: bool, with_heads: bool = True
+    ) -> None:
         super().__init__()
-        self.heads = nn.ModuleDict(
-            {f.name: make_head(f, d, dense_pointers) for f in [*hint_fields, *output_fields]}
-        )
+        fields = [*hint_fields, *output_fields] if with_heads else []  # hooks only: no heads
+        self.heads = nn.ModuleDict({f.name: make_head(f, d, dense_pointers) for f in fields})
         for f in output_fields:
             setattr(self, f"hook_{f.name}", HookPoint())
 

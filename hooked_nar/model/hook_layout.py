@@ -2,7 +2,9 @@
 
 The processor's weights are shared across steps, but every step owns its own
 ``HookPoint``s, so each activation has a unique name (``steps.3.hook_node_out``) and
-``hook.layer()`` returns the step.
+``hook.layer()`` returns the step. Which hook points a layer has is the processor's own
+declaration (``layer_hooks`` in ``hooked_nar/model/processors/<name>.py``); this module adds
+what every processor shares (``hook_node_in``, ``hook_node_out``, the hint decoders).
 """
 
 from __future__ import annotations
@@ -12,29 +14,16 @@ from transformer_lens.hook_points import HookPoint
 
 from hooked_nar.model.config import NARConfig
 from hooked_nar.model.fields import Field
-
-
-class AttentionHooks(nn.Module):
-    """Hook points of a transformer step's attention (``attn.hook_pattern`` [E, H])."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook_pattern = HookPoint()  # [E, heads]
+from hooked_nar.model.processors import processor_class
 
 
 class LayerHooks(nn.Module):
-    """Hook points of one processor layer: messages, aggregation, gate (and attention)."""
+    """Hook points of one processor layer, as the processor declares them (``layer_hooks``)."""
 
     def __init__(self, cfg: NARConfig, with_output: bool = False) -> None:
         super().__init__()
-        self.hook_msg = HookPoint()  # [E, d]
-        if cfg.processor == "triplet_gmpnn":
-            self.hook_triplet_msg = HookPoint()  # [E, d]
-        self.hook_aggr = HookPoint()  # [N, d]
-        if cfg.gated:
-            self.hook_gate = HookPoint()  # [N, d]
-        if cfg.processor == "transformer":
-            self.attn = AttentionHooks()
+        for name, module in processor_class(cfg.processor).layer_hooks(cfg).items():
+            setattr(self, name, module)
         if with_output:
             self.hook_node_out = HookPoint()  # [N, d] hidden state after this layer
 

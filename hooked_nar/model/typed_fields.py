@@ -106,6 +106,12 @@ def soft_values(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> T
     return log_probs(field, logits, batch, pointer_index).exp()
 
 
+def hard_values(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor:
+    """Decoded hints in the format of :func:`true_values` (one-hot pointers, 0/1 masks)."""
+    with torch.no_grad():
+        return true_values(field, decode(field, logits, batch, pointer_index), batch, pointer_index)
+
+
 def true_values(field: Field, target: Tensor, batch, pointer_index: Tensor) -> Tensor:
     """Ground-truth hints in the same format as :func:`soft_values`."""
     if field.type == "pointer":

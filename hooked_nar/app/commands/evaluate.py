@@ -1,7 +1,7 @@
 """``hooked-nar evaluate``: CLRS metrics of checkpoints (:func:`hooked_nar.evaluate.evaluate`).
 
 hooked-nar evaluate --checkpoint bfs --generator er --num-nodes 64
-hooked-nar evaluate --table          # the README's out-of-distribution table
+hooked-nar evaluate --table          # the README's benchmark table (every shipped checkpoint)
 """
 
 from __future__ import annotations
@@ -24,8 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--table",
         action="store_true",
-        help="print the README's out-of-distribution table (node / whole-graph accuracy)",
+        help="node / whole-graph accuracy of the main output on every benchmark distribution "
+        "(CLRS-30's ER p = 0.5 at n = 64, sparse ER 64 / 160, WS, Delaunay, in-distribution)",
     )
+    p.add_argument(
+        "--split",
+        action="append",
+        help="with --table: only this benchmark split (repeatable; see hooked_nar.evaluate)",
+    )
+    p.add_argument("--json", help="with --table: also write the results (with intervals) here")
     p.add_argument("--generator", default="er", help="graph generator: er, ws, delaunay, ...")
     p.add_argument("--num-nodes", type=int, default=64, help="nodes per graph (default: 64)")
     p.add_argument("--num-graphs", type=int, default=32, help="graphs (default: 32)")
@@ -51,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--generator {args.generator!r} is unknown; valid: {', '.join(GENERATORS)}"
         )
+    from hooked_nar.evaluate import BENCHMARK_SPLITS
+
+    for split in args.split or ():
+        if split not in BENCHMARK_SPLITS:
+            raise UsageError(f"--split {split!r} is unknown; valid: {', '.join(BENCHMARK_SPLITS)}")
     if not args.table and not args.checkpoint:
         raise UsageError("--checkpoint is required without --table")
     names = args.checkpoint or shipped_checkpoints()
@@ -63,11 +75,24 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from hooked_nar.data import CLRSDataset
-    from hooked_nar.evaluate import evaluate, ood_table
+    from hooked_nar.evaluate import benchmark, benchmark_table, evaluate
     from hooked_nar.model import HookedNAR
 
     if args.table:
-        print(ood_table(names, args.num_graphs, args.seed))
+        results = {}
+        for name in names:
+            model = HookedNAR.from_pretrained(name)
+            results[name] = {
+                "algorithm": model.cfg.algorithm,
+                "splits": benchmark(model, args.num_graphs, args.seed, args.split, progress=True),
+            }
+        print(benchmark_table(results))
+        if args.json:
+            from pathlib import Path
+
+            from hooked_nar.atomic import write_text_atomic
+
+            write_text_atomic(Path(args.json), json.dumps(results, indent=2))
         return 0
     for name in names:
         model = HookedNAR.from_pretrained(name)

@@ -1,13 +1,13 @@
-"""``hooked-nar patch``: causal tests of every concept feature of a checkpoint's SAE.
+"""``hooked-nar patch``: causal tests of every concept unit of a checkpoint's SAE.
 
     hooked-nar patch --algorithm bfs                            # trains the recipe's SAE first
     hooked-nar patch --algorithm dijkstra --sae runs/dijkstra/sae
 
-For every boolean concept of the algorithm the SAE feature with the highest AUROC on held-out
-graphs is zero-ablated at every step and node beside frequency-matched random features, and
-steered on at single (node, step) sites beside random directions of the same norm and matched
-features (:func:`patching.causal.causal_concept_tests`); verdicts follow
-:data:`patching.causal.CAUSAL_RULE`. Writes ``report.md``, ``results.json`` and PNGs.
+For every boolean concept of the algorithm its unit (``--unit``: the SAE feature group by
+default) is ablated where the concept holds and steered where the algorithm makes it true next,
+measured on the concept's own target beside a null of uninformative units and a positive
+control (:func:`patching.causal.causal_concept_tests`); verdicts follow the one rule of
+:mod:`patching.causal.rule`. Writes ``report.md``, ``results.json`` and PNGs.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from hooked_nar.atomic import write_json_atomic, write_text_atomic
 __all__ = ["HELP", "add_arguments", "causal_data", "load_or_train_sae", "run"]
 
 HELP = (
-    "causal tests of concept features: ablation and steering beside controls "
+    "causal tests of concept units: ablation and steering beside a null "
     "(see `hooked-nar patch --help`)"
 )
 DESCRIPTION = (
-    "Causal tests of concept features: ablate each concept's best SAE feature "
-    "beside frequency-matched features and steer it beside random directions; write "
-    "report.md, results.json and PNGs."
+    "Causal tests of concept units: ablate each concept's SAE feature group where it holds "
+    "and steer it where the algorithm makes it true next, on the concept's own target, "
+    "beside a null of uninformative units and a positive control; write report.md, "
+    "results.json and PNGs."
 )
 
 
@@ -107,19 +108,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--nodes", type=int, default=16, help="nodes per graph (default: 16)")
     p.add_argument(
-        "--num-controls",
+        "--num-null",
         type=int,
-        default=8,
-        help="matched features / random directions per test (default: 8)",
+        default=None,
+        help="null units per kind (default: enough for the run's Holm correction)",
     )
     p.add_argument(
-        "--sites-per-graph", type=int, default=4, help="steering sites per test graph (default: 4)"
+        "--unit",
+        default="group",
+        choices=["group", "feature", "direction"],
+        help="unit of intervention: the concept's feature group, its best feature, or its "
+        "difference-of-means direction (default: group)",
     )
     p.add_argument(
-        "--mode",
-        default="zero",
-        choices=["zero", "mean", "resample"],
-        help="ablation (default: zero)",
+        "--sites-per-graph", type=int, default=2, help="steering sites per test graph (default: 2)"
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of data, controls and sites (default: 0)"
@@ -133,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
 
     from hooked_nar.algorithms import ALGORITHMS
     from hooked_nar.concepts import CONCEPTS
-    from patching.causal import CAUSAL_RULE, causal_concept_tests, concept_tests_table
+    from patching.causal import (
+        CAUSAL_RULE,
+        CausalOptions,
+        causal_concept_tests,
+        concept_tests_table,
+    )
     from patching.report import causal_sections
 
     if args.algorithm not in ALGORITHMS:
@@ -144,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
             f"--concepts {unknown} are not concepts of {args.algorithm}; valid: "
             f"{', '.join(CONCEPTS[args.algorithm])}"
         )
-    for flag in ("num_graphs", "store_graphs", "nodes", "num_controls", "sites_per_graph"):
-        if getattr(args, flag) < 1:
+    for flag in ("num_graphs", "store_graphs", "nodes", "num_null", "sites_per_graph"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint or args.algorithm, args.algorithm)
@@ -156,19 +163,17 @@ def run(args: argparse.Namespace) -> int:
     sae, sae_text = load_or_train_sae(args.sae, model, out, args.seed, say)
     store, test_data = causal_data(model, args.store_graphs, args.num_graphs, args.nodes, args.seed)
     say(f"store: {len(store)} rows; causal tests on {len(test_data)} graphs")
-    tests = causal_concept_tests(
-        model,
-        sae,
-        args.concepts,
-        dataset=test_data,
-        store=store,
-        mode=args.mode,
-        num_controls=args.num_controls,
+    options = CausalOptions(
+        unit=args.unit,
+        num_null=args.num_null,
         sites_per_graph=args.sites_per_graph,
         seed=args.seed,
     )
+    tests = causal_concept_tests(
+        model, sae, args.concepts, dataset=test_data, store=store, options=options
+    )
     print(concept_tests_table(tests))
-    sections, images = causal_sections(model, sae, tests, out, test_data[0])
+    sections, images = causal_sections(tests, out)
     wall = time.perf_counter() - t_start
     command = " ".join(shlex.quote(x) for x in [PROG, *args.argv])
     lines = [
@@ -182,18 +187,14 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"- checkpoint: `{args.checkpoint or args.algorithm}` (d_model {model.cfg.d_model})",
         f"- SAE: {sae_text}",
-        f"- best feature per concept: highest AUROC on {len(store)} valid rows of "
-        f"{args.store_graphs} held-out ER graphs (n = {args.nodes}, seed {20_000 + args.seed}), "
-        "labels at the state each step computes (hint t + 1)",
+        f"- unit per concept ({args.unit}), AUROCs, nulls and natural scales from "
+        f"{len(store)} valid rows of {args.store_graphs} held-out ER graphs (n = {args.nodes}, "
+        f"seed {20_000 + args.seed}), labels at the state each step computes (hint t + 1)",
         f"- test graphs: {len(test_data)} ER graphs (n = {args.nodes}, seed "
-        f"{30_000 + args.seed}); intervals: 95% percentile bootstrap over graphs",
-        f"- ablation: {args.mode}-ablate the feature at every step and node; control: "
-        f"{args.num_controls} random features of matched firing frequency, ablated the same way",
-        f"- steering: up to {args.sites_per_graph} sites per graph where the concept is false "
-        "(truth and clean prediction) and could be predicted true; the feature clamped to the "
-        "0.9 quantile of its activation where the concept is true, at that node and step only; "
-        f"controls: {args.num_controls} random directions of the same norm, and the matched "
-        "features clamped to their own 0.9 quantile",
+        f"{30_000 + args.seed}); intervals: 95% bootstrap over graphs (and null units)",
+        "- ablation at every step and node; steering at up to "
+        f"{args.sites_per_graph} sites per graph where the algorithm makes the concept true "
+        "next; null units and the positive control run the same way",
         f"- seed {args.seed}; wall time {wall:.0f} s on {args.threads} CPU thread(s)",
         "",
         *sections,

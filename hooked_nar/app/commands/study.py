@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         metavar="DIR",
         default=None,
-        help="folder for report.md, results.json and figures (default: runs/ALGORITHM)",
+        help="folder for report.md, results.json and figures (default: runs/ALGORITHM); "
+        "an earlier study's report, results, figures and SAE there are replaced",
     )
     parser.add_argument(
         "--checkpoint",
@@ -128,16 +129,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="K",
-        help=f"fresh graphs the concept features are ablated and steered on (default: "
+        help=f"fresh graphs the concept units are ablated and steered on (default: "
         f"{CAUSAL_DEFAULTS['causal_graphs']}; --quick: {CAUSAL_QUICK['causal_graphs']})",
     )
     parser.add_argument(
-        "--num-controls",
+        "--num-null",
         type=int,
         default=None,
         metavar="K",
-        help=f"frequency-matched features and random directions per causal test (default: "
-        f"{CAUSAL_DEFAULTS['num_controls']}; --quick: {CAUSAL_QUICK['num_controls']})",
+        help="null units per kind (uninformative feature subsets, random subspaces) of each "
+        "causal test (default: enough for the run's Holm correction; --quick: "
+        f"{CAUSAL_QUICK['num_null']}, too few for a verdict)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"
@@ -187,7 +189,7 @@ def _validate_study(args: argparse.Namespace) -> None:
             setattr(args, key, value)
     # two graphs at least where a statistic is taken over graphs (held-out SAE rows split by
     # graph, bootstrap intervals), two nodes at least for a trajectory with a processor step
-    lows = {"seed": 0, "batch_size": 1, "sae_graphs": 1, "sae_steps": 1, "num_controls": 1}
+    lows = {"seed": 0, "batch_size": 1, "sae_graphs": 1, "sae_steps": 1, "num_null": 1}
     lows |= {"num_graphs": 2, "num_nodes": 2, "sae_eval_graphs": 2, "causal_graphs": 2}
     for key, low in lows.items():
         if getattr(args, key) is not None and getattr(args, key) < low:

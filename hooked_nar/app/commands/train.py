@@ -22,7 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algorithm", required=True, help="CLRS algorithm (bfs, dijkstra, ...)")
     p.add_argument("--processor", default="mpnn", choices=PROCESSORS)
     p.add_argument("--d-model", type=int, default=128, help="hidden size (default: 128)")
-    p.add_argument("--hint-mode", default="supervised", choices=["none", "supervised", "encoded"])
+    p.add_argument(
+        "--hint-mode",
+        default="encoded",
+        choices=["none", "supervised", "encoded"],
+        help="encoded (default): hints decoded, supervised and re-encoded from the model's own "
+        "soft predictions (no teacher forcing unless --teacher-forcing); supervised: decoded "
+        "and supervised only",
+    )
     p.add_argument(
         "--teacher-forcing",
         type=float,
@@ -33,6 +40,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--global-readout",
         action="store_true",
         help="feed each step the max-pooled hidden state of its graph",
+    )
+    recipe = p.add_argument_group("recipe (see NARConfig and hooked_nar.train.train)")
+    recipe.add_argument(
+        "--generator",
+        default="mixed",
+        help="training graphs (a hooked_nar.data generator; default mixed: CLRS-30's sampler "
+        "with p in 0.1..0.9, and sparse ER)",
+    )
+    recipe.add_argument(
+        "--stepwise",
+        action="store_true",
+        help="all steps in parallel, each fed the true previous hints (implies --hint-mode "
+        "encoded --no-hidden-recurrence --hint-feedback hard)",
+    )
+    recipe.add_argument(
+        "--no-hidden-recurrence", action="store_true", help="steps do not carry a hidden state"
+    )
+    recipe.add_argument(
+        "--hint-feedback", default=None, choices=["soft", "hard"], help="re-encoded hints"
+    )
+    recipe.add_argument(
+        "--xavier-scalars", action="store_true", help="Xavier init of scalar hint encoders"
+    )
+    recipe.add_argument(
+        "--randomise-positions", action="store_true", help="random position scalars per graph"
+    )
+    recipe.add_argument(
+        "--grad-clip", type=float, default=1.0, help="gradient-norm clip (0: none; default 1)"
     )
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default: 2000)")
     p.add_argument("--batch-size", type=int, default=32, help="graphs per step (default: 32)")
@@ -65,6 +100,14 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a positive finite number, got {args.lr}")
+    from hooked_nar.data.generators import GENERATORS
+
+    if args.generator not in GENERATORS:
+        raise UsageError(
+            f"--generator {args.generator!r} is unknown; valid: {', '.join(GENERATORS)}"
+        )
+    if not (math.isfinite(args.grad_clip) and args.grad_clip >= 0):
+        raise UsageError(f"--grad-clip must be a finite number >= 0, got {args.grad_clip}")
     if not 0.0 <= args.teacher_forcing <= 1.0:
         raise UsageError(f"--teacher-forcing must be in [0, 1], got {args.teacher_forcing}")
 
@@ -76,6 +119,25 @@ def run(args: argparse.Namespace) -> int:
 
     import json
 
+    try:
+        history = _train(args, out)
+    except ValueError as e:  # a refused resume (changed config or options) or a bad option
+        raise UsageError(str(e)) from None
+    best = max(history["val_score"], default=None)
+    print(
+        json.dumps(
+            {
+                "best_validation_score": best,
+                "seconds": history["seconds"],
+                "cpu_seconds": history.get("cpu_seconds"),
+            }
+        )
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace, out):
+    """Train the config of ``args`` into ``out``; the training history."""
     from hooked_nar.model import NARConfig
     from hooked_nar.train import train
 
@@ -83,10 +145,13 @@ def run(args: argparse.Namespace) -> int:
         args.algorithm,
         d_model=args.d_model,
         processor=args.processor,
-        hint_mode=args.hint_mode,
+        hint_mode="encoded" if args.stepwise else args.hint_mode,
         teacher_forcing=args.teacher_forcing,
         seed=args.seed,
         global_readout=args.global_readout,
+        hidden_recurrence=not (args.stepwise or args.no_hidden_recurrence),
+        hint_feedback=args.hint_feedback or ("hard" if args.stepwise else "soft"),
+        xavier_scalars=args.xavier_scalars,
     )
     _, history = train(
         cfg,
@@ -98,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         out=out,
         resume=not args.no_resume,
         data_seed=args.seed,
+        generator=args.generator,
+        stepwise=args.stepwise,
+        randomise_positions=args.randomise_positions,
+        grad_clip=args.grad_clip,
     )
-    best = max(history["val_score"], default=None)
-    print(json.dumps({"best_validation_score": best, "seconds": history["seconds"]}))
-    return 0
+    return history
