@@ -81,6 +81,11 @@ def test_index_agrees_with_results_json(run):
             verdicts = {(v["concept"], v["verdict"]) for v in features[f]["causal"]}
             assert (t["concept"], t["verdict"]) in verdicts
     assert tested and [f["id"] for f in features if f["causal"]] == sorted(tested)
+    groups = {c["name"]: c["group"] for c in index["concepts"] if c["kind"] == "bool"}
+    for t in results["causal"]["tests"]:  # the same groups as the causal tests intervened on
+        unit = t.get("unit")
+        if isinstance(unit, dict) and str(unit.get("name", "")).startswith("group"):
+            assert unit["features"] == groups[t["concept"]]
 
 
 def test_example_activations_equal_run_with_cache(run):

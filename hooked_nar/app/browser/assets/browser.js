@@ -68,7 +68,7 @@
 
   function renderConcepts() {
     const head = el("tr", {}, ...["concept", "positive rate", "best feature", "AUROC",
-      "baselines", "group (AUROC ≥ " + META.group_auroc + ")",
+      "baselines", "group (live, AUROC ≥ " + META.group_auroc + ", else the best)",
       "causal verdict"].map((h) => el("th", {}, h)));
     document.querySelector("#concepts thead").append(head);
     const body = document.querySelector("#concepts tbody");
