@@ -77,7 +77,7 @@
       const group = el("td", {});
       (c.group || []).forEach((f, i) => { if (i) group.append(" "); group.append(featureLink(f)); });
       const causal = el("td", {});
-      if (c.causal && c.causal.length) c.causal.forEach((v) => causal.append(verdictSpan(v), " "));
+      if (c.causal && c.causal.length) c.causal.forEach((v) => causal.append(verdictSpan(v), " " + v.unit + " "));
       else causal.append(el("span", { class: "untested" }, "not tested"));
       const score = c.kind === "bool" ? fmt(c.best_auroc) : "ρ " + fmt(c.best_spearman);
       body.append(el("tr", { "data-concept": c.name },
