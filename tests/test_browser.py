@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,11 +30,11 @@ def _read_js(path: Path, prefix: str, suffix: str):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A quick bfs study with --browser, through the command line as a user runs it."""
+    from hooked_nar.app.cli import main
+
     out = tmp_path_factory.mktemp("browser") / "bfs"
-    cmd = [sys.executable, "-m", "hooked_nar", "study", "--algorithm", "bfs", "--quick"]
-    cmd += ["--browser", "--output", str(out), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    argv = ["study", "--algorithm", "bfs", "--quick", "--browser", "--output", str(out), "-q"]
+    assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     browser = out / "browser"
     index = _read_js(browser / "data" / "index.js", "window.NAR_INDEX = ", ";")
