@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from hooked_nar.app.browser.results import causal_by_feature, study_baselines
+from hooked_nar.app.browser.results import causal_by_feature, strongest_baseline, study_baselines
 from hooked_nar.app.browser.run_folder import load_run
 from hooked_nar.app.browser.write import feature_file
 
@@ -32,11 +30,11 @@ def _read_js(path: Path, prefix: str, suffix: str):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A quick bfs study with --browser, through the command line as a user runs it."""
+    from hooked_nar.app.cli import main
+
     out = tmp_path_factory.mktemp("browser") / "bfs"
-    cmd = [sys.executable, "-m", "hooked_nar", "study", "--algorithm", "bfs", "--quick"]
-    cmd += ["--browser", "--output", str(out), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    argv = ["study", "--algorithm", "bfs", "--quick", "--browser", "--output", str(out), "-q"]
+    assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     browser = out / "browser"
     index = _read_js(browser / "data" / "index.js", "window.NAR_INDEX = ", ";")
@@ -74,14 +72,18 @@ def test_index_agrees_with_results_json(run):
         assert detail["auroc"][c["name"]] == pytest.approx(best["auroc"], abs=1e-4)
         assert best["feature"] in c["group"] or best["auroc"] < index["meta"]["group_auroc"]
     tested = set()
-    for t in results["causal"]["tests"]:  # every feature of a tested unit shows its verdict
-        for f in t["unit"]["features"]:
+    for t in results["causal"]["tests"]:  # one feature per test, or a unit of features
+        ids = [t["feature"]] if "feature" in t else t["unit"]["features"]
+        tested.update(ids)
+        for f in ids:
             verdicts = {(v["concept"], v["verdict"]) for v in features[f]["causal"]}
             assert (t["concept"], t["verdict"]) in verdicts
-            tested.add(f)
-    assert tested, "the study tested no SAE unit"
-    untested = [f for f in features if not f["causal"]]
-    assert len(untested) == 128 - len(tested)
+    assert tested and [f["id"] for f in features if f["causal"]] == sorted(tested)
+    groups = {c["name"]: c["group"] for c in index["concepts"] if c["kind"] == "bool"}
+    for t in results["causal"]["tests"]:  # the same groups as the causal tests intervened on
+        unit = t.get("unit")
+        if isinstance(unit, dict) and str(unit.get("name", "")).startswith("group"):
+            assert unit["features"] == groups[t["concept"]]
 
 
 def test_example_activations_equal_run_with_cache(run):
@@ -137,27 +139,29 @@ def test_decoder_read_is_the_logit_change_of_adding_the_direction(run):
 
 def test_results_readers_take_new_formats_and_absences():
     assert causal_by_feature({}) == {} and study_baselines({}, ["a"]) == {}
+    group = {"kind": "features", "name": "group", "features": [3, 5], "size": 2}
     results = {
         "causal": {
             "tests": [
-                {
-                    "concept": "a",
-                    "verdict": "causal",
-                    "unit": {"kind": "group", "features": [3, 5]},
-                },
-                {"concept": "b", "verdict": "inconclusive", "unit": "direction"},
+                {"concept": "a", "verdict": "causal", "unit": group},
+                {"concept": "b", "verdict": "inconclusive", "unit": {"kind": "direction"}},
                 {"concept": "c", "verdict": "not causal", "feature": 5},
-            ]
+            ],
+            # as patching's concept baselines: "neuron" is an index, not a score
+            "baselines": {"a": {"best_neuron": 1.0, "neuron": 1, "random_median": 0.6}},
         },
-        "sae": {"baselines": {"a": {"best_neuron": 0.9, "random": {"median": 0.6, "p95": 0.8}}}},
+        "sae": {"baselines": {"x": {"ignored": 0.5}}},  # names no concept of the run
     }
     by_feature = causal_by_feature(results)
     assert by_feature[3] == [{"concept": "a", "verdict": "causal", "unit": "group"}]
     assert [v["verdict"] for v in by_feature[5]] == ["causal", "not causal"]
     assert set(by_feature) == {3, 5}  # a direction names no feature
-    assert study_baselines(results, ["a", "b"]) == {
-        "a": {"best_neuron": 0.9, "random median": 0.6, "random p95": 0.8}
-    }
+    assert study_baselines(results, ["a", "b"]) == {"a": {"best_neuron": 1.0, "random_median": 0.6}}
+    table = {"best_neuron": 0.9, "probe": 0.99, "probe_control": 0.95, "probe_embedding": 0.7}
+    assert strongest_baseline(table) == 0.9  # the model's own probe is no baseline to beat
+    assert strongest_baseline({"probe_control_sd": 0.1}) is None
+    nested = {"baselines": {"a": {"random": {"median": 0.6, "p95": 0.8}}}}
+    assert study_baselines(nested, ["a"]) == {"a": {"random median": 0.6, "random p95": 0.8}}
 
 
 def test_baselines_equal_sae_concepts_auroc():

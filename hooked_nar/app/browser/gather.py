@@ -20,14 +20,21 @@ from jaxtyping import Float
 from torch import Tensor
 
 from hooked_nar.app.browser.decoder_read import decoder_reads
-from hooked_nar.app.browser.results import causal_by_feature, causal_verdicts, study_baselines
+from hooked_nar.app.browser.results import (
+    causal_by_feature,
+    causal_verdicts,
+    strongest_baseline,
+    study_baselines,
+)
+from patching.causal.options import CausalOptions
 
 #: A feature firing on more than this fraction of rows is flagged dense (the threshold of
 #: ``frac_dense`` in :func:`sae.evaluate.reconstruction`).
 DENSE_THRESHOLD = 0.5
-#: A feature belongs to a concept's group when its AUROC for the concept is at least this
-#: (the study's coverage target, :data:`sae.report.TARGET_AUROC`).
-GROUP_AUROC = 0.95
+#: A concept's group: the live features with AUROC at least this for it (the best feature
+#: when none reaches it), the unit the causal tests intervene on
+#: (:class:`patching.causal.options.CausalOptions`).
+GROUP_AUROC = CausalOptions().group_auroc
 #: Top-activating and random-activating examples per feature; histogram bins.
 TOP_EXAMPLES = 8
 RANDOM_EXAMPLES = 4
@@ -91,6 +98,18 @@ def concept_table(acts: Float[Tensor, "R F"], labels: dict[str, Tensor]) -> Conc
         (acts > 0).float().mean(0),
         torch.tensor([float(labels[c].float().mean()) for c in bools]),
     )
+
+
+def concept_groups(scores: ConceptTable) -> dict[str, list[int]]:
+    """Per boolean concept, the live features with AUROC >= :data:`GROUP_AUROC`, else its
+    best feature (the rule of the causal tests' ``unit="group"``)."""
+    live = scores.frequency > 0
+    out = {}
+    for i, c in enumerate(scores.bool_concepts):
+        a = scores.auroc[:, i].nan_to_num(0.5)
+        feats = torch.nonzero(live & (a >= GROUP_AUROC)).flatten().tolist()
+        out[c] = feats or [int(a.argmax())]
+    return out
 
 
 def computed_baselines(
@@ -224,6 +243,7 @@ def _concept_rows(scores: ConceptTable, groups: dict, baselines: dict, verdicts:
                 "best_auroc": _r(scores.auroc[j, i]),
                 "group": groups[c],
                 "baselines": baselines.get(c, {}),
+                "strongest_baseline": strongest_baseline(baselines.get(c, {})),
                 "causal": [v for v in verdicts if v["concept"] == c],
             }
         )
@@ -289,10 +309,7 @@ def gather(
     mean_when_firing = (acts * firing).sum(0) / firing.sum(0).clamp(min=1)
     max_act = acts.max(0).values
     auroc = scores.auroc  # [F, Cb]
-    groups = {
-        c: [f for f in range(F) if (a := auroc[f, i]) == a and float(a) >= GROUP_AUROC]
-        for i, c in enumerate(bools)
-    }
+    groups = concept_groups(scores)
 
     gen = torch.Generator().manual_seed(seed)
     features, details, used_graphs = [], {}, set()
