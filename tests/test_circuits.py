@@ -13,6 +13,7 @@ from patching.circuits.ablation import AblationRuns
 from patching.circuits.components import Components
 from patching.circuits.discovery import counterfactual_pairs
 from patching.circuits.faithfulness import faithfulness_curve, jaccard, top_k_circuit
+from patching.circuits.masking import learned_mask_scores
 from patching.circuits.scoring import eap_ig_scores, eap_scores, exact_scores
 from patching.circuits.sites import UPDATE, processor_sites, site_hooks
 from patching.metrics import Metric, node_accuracy, pointer_logit_diff
@@ -139,6 +140,11 @@ def test_planted_negatives_are_never_in_the_circuit(pairs):
         assert nonzero > len(comps) // 2
         for k in (1, len(comps) // 10, len(comps) // 5, nonzero):
             assert not top_k_circuit(s, k)[planted].any(), (name, k)
+    # a learned mask drops them (their only gradient is the sparsity term)
+    mask = learned_mask_scores(runs, comps, steps=60)
+    kept = -mask.mean()
+    assert 0 < int((kept > 0.5).sum()) < len(comps) // 2
+    assert torch.all(kept[planted] < 0.5)
     # and removing them changes nothing
     sel = torch.zeros(1, len(comps), dtype=torch.bool)
     sel[0, planted] = True
@@ -161,6 +167,7 @@ def test_planted_positive_is_found(pairs):
     assert comps[target].label == f"hidden[{k}]"
     for s in (exact_scores(runs, comps), eap_scores(runs, comps), eap_ig_scores(runs, comps, 4)):
         assert top_k_circuit(s, 3)[target], s.method
+    assert -learned_mask_scores(runs, comps, steps=60).mean()[target] > 0.5
 
 
 def test_faithfulness_invariants(pairs):

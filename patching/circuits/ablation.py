@@ -165,7 +165,8 @@ class AblationRuns:
     ) -> dict[str, Tensor]:
         """Every metric ``[K, G]`` on K copies of the clean batch, copy k with the
         activations where ``masks[site][k]`` (``[S, R or 1, d or 1]``) is True replaced by
-        the reference. Sites missing from ``masks`` run unchanged."""
+        the reference (a float mask ``a`` moves them ``a`` of the way there, for gradients
+        with ``grad=True``). Sites missing from ``masks`` run unchanged."""
         K = next(iter(masks.values())).shape[0] if masks else 1
         big = collate(self.clean * K)
         fns = {}
@@ -190,6 +191,9 @@ class AblationRuns:
                 return x
             R, d = ref.shape[1], ref.shape[2]
             m = mask[:, t].expand(K, R, d).reshape(K * R, d)
-            return torch.where(m, ref[t].repeat(K, 1).to(x), x)
+            source = ref[t].repeat(K, 1).to(x)
+            if m.dtype == torch.bool:
+                return torch.where(m, source, x)
+            return x + m.to(x) * (source - x)  # a fraction of the way to the reference
 
         return fn

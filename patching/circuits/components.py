@@ -172,13 +172,20 @@ class Components:
     def masks(self, selected: Bool[Tensor, "K C"]) -> dict[str, Bool[Tensor, "K S r u"]]:
         """Boolean masks per site of the components ``selected`` in each of K rows:
         ``[K, S, 1, d]`` for unit components, ``[K, S, E, 1]`` for edge components."""
-        selected = torch.as_tensor(selected, dtype=torch.bool)
-        if selected.dim() != 2 or selected.shape[1] != len(self):
-            raise ValueError(f"selected must be [K, {len(self)}] bool, got {tuple(selected.shape)}")
-        K, S = selected.shape[0], self.num_steps
+        selected = torch.as_tensor(selected)
+        if selected.dtype != torch.bool:
+            raise ValueError(f"selected must be a bool tensor, got {selected.dtype}")
+        return self.expand(selected)
+
+    def expand(self, values: Tensor) -> dict[str, Tensor]:
+        """Per-component ``values`` ``[K, C]`` (any dtype) laid out per site as in
+        :meth:`masks`."""
+        if values.dim() != 2 or values.shape[1] != len(self):
+            raise ValueError(f"selected must be [K, {len(self)}], got {tuple(values.shape)}")
+        K, S = values.shape[0], self.num_steps
         out = {}
         for name, sl in self.site_slices().items():
-            part = selected[:, sl]
+            part = values[:, sl]
             if self.granularity == "edge":
                 out[name] = part.reshape(K, S, -1)[..., None]
             elif self.granularity == "tied":

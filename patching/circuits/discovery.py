@@ -24,6 +24,7 @@ from hooked_nar.data.loader import collate
 from patching.circuits.ablation import ABLATIONS, AblationRuns
 from patching.circuits.components import Components, unrolled_data_flow
 from patching.circuits.faithfulness import FRACTIONS, FaithfulnessCurve, faithfulness_curve
+from patching.circuits.masking import learned_mask_scores
 from patching.circuits.scoring import (
     IG_SCOPES,
     Scores,
@@ -33,7 +34,7 @@ from patching.circuits.scoring import (
     spearman_agreement,
 )
 from patching.counterfactuals import Counterfactual, make_counterfactual
-from patching.metrics import graph_accuracy, node_accuracy, pointer_logit_diff
+from patching.metrics import graph_accuracy, hint_log_prob, node_accuracy, pointer_logit_diff
 
 __all__ = [
     "DEFAULT_KIND",
@@ -45,7 +46,8 @@ __all__ = [
 
 #: The counterfactual edit per algorithm (weighted algorithms: one weight changed).
 DEFAULT_KIND = {"bfs": "move_source", "dfs": "move_source"}
-METHODS = ("eap", "eap_ig", "exact")
+#: Scoring methods per granularity ("mask": a learned mask, tied components only).
+METHODS = {"tied": ("eap", "eap_ig", "exact", "mask"), "step": ("eap", "eap_ig", "exact")}
 
 
 @dataclass
@@ -68,6 +70,8 @@ class CircuitOptions:
     ablation: str = "counterfactual"
     ig_steps: int = 8
     ig_scope: str = "step"
+    mask_steps: int = 200
+    mask_sparsity: float = 1.0
     fractions: tuple[float, ...] = FRACTIONS
     num_random: int = 16
     granularities: tuple[str, ...] = ("tied", "step")
@@ -185,7 +189,10 @@ def counterfactual_pairs(
 def _runs(model, pairs: list[Counterfactual], ablation: str, task: bool) -> AblationRuns:
     clean, corrupted = [cf.clean for cf in pairs], [cf.corrupted for cf in pairs]
     cb, xb = collate(clean), collate(corrupted)
-    metrics = {"logit_diff": pointer_logit_diff(cb, xb, "pi")}
+    metrics = {
+        "logit_diff": pointer_logit_diff(cb, xb, "pi"),
+        "log_prob": hint_log_prob("pi", reference=cb),  # every node: what a mask preserves
+    }
     if task:
         metrics |= {
             "node_accuracy": node_accuracy("pi", reference=cb),
@@ -194,13 +201,16 @@ def _runs(model, pairs: list[Counterfactual], ablation: str, task: bool) -> Abla
     return AblationRuns(model, clean, metrics, ablation, corrupted=corrupted)
 
 
-def _score_all(runs: AblationRuns, comps: Components, o: CircuitOptions, exact: bool, progress):
+def _score_all(runs: AblationRuns, comps: Components, o: CircuitOptions, progress):
     out = {
         "eap": eap_scores(runs, comps),
         "eap_ig": eap_ig_scores(runs, comps, o.ig_steps, o.ig_scope),
+        "exact": exact_scores(runs, comps, o.batch_size, progress),
     }
-    if exact:
-        out["exact"] = exact_scores(runs, comps, o.batch_size, progress)
+    if "mask" in METHODS.get(comps.granularity, ()):
+        out["mask"] = learned_mask_scores(
+            runs, comps, o.mask_steps, sparsity=o.mask_sparsity, seed=o.seed, objective="log_prob"
+        )
     return out
 
 
@@ -221,14 +231,14 @@ def discover_circuit(model, options: CircuitOptions, progress: bool | None = Non
     scores, agreement, curves = {}, {}, {}
     for gran in o.granularities:
         comps = Components(runs.sites, gran, runs.S)
-        scores[gran] = _score_all(runs, comps, o, exact=True, progress=progress)
+        scores[gran] = _score_all(runs, comps, o, progress)
         agreement[gran] = {
             m: spearman_agreement(scores[gran][m], scores[gran]["exact"], o.agreement_threshold)
             for m in ("eap", "eap_ig")
         }
         eval_comps = Components(runs.sites, gran, eval_runs.S)
         curves[gran] = {}
-        for method in METHODS:
+        for method in METHODS[gran]:
             s = scores[gran][method]
             if gran == "step" and eval_runs.S != runs.S:
                 s = _resize_steps(s, eval_comps)
@@ -242,7 +252,7 @@ def discover_circuit(model, options: CircuitOptions, progress: bool | None = Non
     edge_comps = Components(
         edge_runs.sites, "edge", edge_runs.S, eb.batch[eb.edge_index[0]], ends.T
     )
-    scores["edge"] = _score_all(edge_runs, edge_comps, o, exact=True, progress=progress)
+    scores["edge"] = _score_all(edge_runs, edge_comps, o, progress)
     agreement["edge"] = {
         m: spearman_agreement(scores["edge"][m], scores["edge"]["exact"], o.agreement_threshold)
         for m in ("eap", "eap_ig")

@@ -23,7 +23,13 @@ from patching.circuits.sites import Site
 
 __all__ = ["plot_agreement", "plot_edge_circuit", "plot_faithfulness", "plot_unit_heatmap"]
 
-_COLOURS = {"eap": "#1f78b4", "eap_ig": "#e31a1c", "exact": "#33a02c", "random": "#777777"}
+_COLOURS = {
+    "eap": "#1f78b4",
+    "eap_ig": "#e31a1c",
+    "exact": "#33a02c",
+    "mask": "#6a3d9a",
+    "random": "#777777",
+}
 
 
 def plot_edge_circuit(scores: Scores, cf, g: int, path, title: str | None = None) -> Path:

@@ -36,6 +36,7 @@ QUICK = {
     "ig_steps": 2,
     "fractions": (0.0, 0.1, 0.2, 1.0),
     "granularities": ("tied",),
+    "mask_steps": 10,
 }
 
 
@@ -153,11 +154,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{alg}: {paths['report']} ({seconds:.0f} s)")
     if len(results) == 2:
         a, b = results.values()
-        overlap = circuit_overlap(a, b)
-        path = write_text_atomic(out / "overlap.md", overlap_markdown(overlap))
-        print(
-            f"overlap: {path} (Jaccard {overlap['jaccard']:.3f}, chance {overlap['chance_mean']:.3f})"
-        )
+        overlaps = [circuit_overlap(a, b, method=m) for m in ("eap_ig", "mask")]
+        text = "\n".join(overlap_markdown(x) for x in overlaps)
+        path = write_text_atomic(out / "overlap.md", text)
+        for x in overlaps:
+            print(
+                f"overlap ({x['method']}): Jaccard {x['jaccard']:.3f}, chance {x['chance_mean']:.3f}"
+            )
+        print(f"overlap: {path}")
     return 0
 
 
