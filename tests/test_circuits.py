@@ -215,3 +215,43 @@ def test_bad_arguments(pairs):
         eap_ig_scores(runs, comps, 0)
     with pytest.raises(ValueError, match="selected"):
         comps.masks(torch.zeros(1, 3, dtype=torch.bool))
+
+
+def test_data_flow_edges_are_the_model_s(pairs):
+    """Every declared site edge carries gradient; sites outside it do not."""
+    from patching.circuits.components import DATA_FLOW
+
+    model = _model()
+    batch = collate([cf.clean for cf in pairs])
+    sites = processor_sites(model)
+    acts: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(name):
+        def fn(x, t):
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            acts[(name, t)] = x
+            return x
+
+        return fn
+
+    with site_hooks(model, {s.name: keep(s.name) for s in sites}, 3):
+        model(batch)
+    for src, dst, off, _ in DATA_FLOW:
+        grad = torch.autograd.grad(
+            acts[(dst, 2)].sum(), acts[(src, 2 - off)], retain_graph=True, allow_unused=True
+        )[0]
+        assert grad is not None and grad.abs().sum() > 0, (src, dst, off)
+    # no path backwards in time or from a later site of the same step
+    for src, dst in [("hook_node_out", "hook_msg"), ("hook_gate", UPDATE), (UPDATE, "hook_gate")]:
+        grad = torch.autograd.grad(
+            acts[(dst, 2)].sum(), acts[(src, 2)], retain_graph=True, allow_unused=True
+        )[0]
+        assert grad is None or grad.abs().sum() == 0, (src, dst)
+
+
+def test_every_export_resolves():
+    import patching.circuits as circuits
+
+    for name in circuits.__all__:
+        assert getattr(circuits, name) is not None, name

@@ -105,11 +105,13 @@ def site_hooks(model, fns: dict[str, SiteFn], num_steps: int) -> Iterator[None]:
             state["t"] = hook.layer()
             return x
 
-        fwd += [(f"steps.{t}.hook_node_in", enter) for t in range(num_steps)]
+        fwd += [(f"steps.{t}.hook_node_in", enter) for t in range(len(model.steps))]
         update_fn = fns[UPDATE]
-        handle = model.processor.dropout.register_forward_hook(
-            lambda module, args, out: update_fn(out, state["t"])
-        )
+
+        def update_hook(module, args, out: Tensor) -> Tensor:
+            return update_fn(out, state["t"]) if state["t"] < num_steps else out
+
+        handle = model.processor.dropout.register_forward_hook(update_hook)
     try:
         with model.hooks(fwd_hooks=fwd):
             yield
