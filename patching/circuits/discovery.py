@@ -58,7 +58,8 @@ class CircuitOptions:
     held-out pairs faithfulness is measured on; ``edge_graphs``: scoring pairs whose
     message edges are scored (edge components are per graph); ``ablation``: what an
     ablated unit takes (:data:`~patching.circuits.ablation.ABLATIONS`), for scores and
-    faithfulness alike; ``granularities``: unit granularities scored and judged.
+    faithfulness alike; ``granularities``: unit granularities scored (and compared with
+    exact); ``judged``: those whose circuits get faithfulness curves.
     """
 
     algorithm: str
@@ -75,6 +76,7 @@ class CircuitOptions:
     fractions: tuple[float, ...] = FRACTIONS
     num_random: int = 16
     granularities: tuple[str, ...] = ("tied", "step")
+    judged: tuple[str, ...] = ("tied",)
     agreement_threshold: float = 0.01
     target_kept: float = 0.9
     max_fraction: float = 0.2
@@ -236,6 +238,8 @@ def discover_circuit(model, options: CircuitOptions, progress: bool | None = Non
             m: spearman_agreement(scores[gran][m], scores[gran]["exact"], o.agreement_threshold)
             for m in ("eap", "eap_ig")
         }
+        if gran not in o.judged:
+            continue
         eval_comps = Components(runs.sites, gran, eval_runs.S)
         curves[gran] = {}
         for method in METHODS[gran]:

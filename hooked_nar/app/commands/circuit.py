@@ -36,6 +36,7 @@ QUICK = {
     "ig_steps": 2,
     "fractions": (0.0, 0.1, 0.2, 1.0),
     "granularities": ("tied",),
+    "judged": ("tied",),
     "mask_steps": 10,
 }
 
@@ -73,6 +74,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--num-random", type=int, default=16, help="random circuits per size (default: 16)"
+    )
+    p.add_argument(
+        "--granularity",
+        nargs="+",
+        default=["tied", "step"],
+        choices=["tied", "step"],
+        help="unit components scored and compared with exact (default: tied step)",
+    )
+    p.add_argument(
+        "--judge",
+        nargs="+",
+        default=["tied"],
+        choices=["tied", "step"],
+        help="granularities whose circuits get faithfulness curves (default: tied)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="runs/circuit", help="output folder (default: runs/circuit)")
@@ -130,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         "ig_steps": args.ig_steps,
         "num_random": args.num_random,
     }
+    sizes["granularities"] = tuple(dict.fromkeys(args.granularity + args.judge))
+    sizes["judged"] = tuple(args.judge)
     if args.quick:
         sizes |= QUICK
     results = {}
