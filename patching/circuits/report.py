@@ -271,18 +271,25 @@ def write_report(
                 "",
             ]
         lines += [f"![faithfulness {gran}](faithfulness_{gran}.png)", ""]
-    chosen = result.circuit("tied", "eap_ig") if "tied" in result.curves else None
-    if chosen is not None:
-        comps = result.scores["tied"]["eap_ig"].components
-        norm = result.scores["tied"]["eap_ig"].normalised()
-        idx = [int(i) for i in chosen.nonzero().flatten()]
-        idx.sort(key=lambda i: -abs(float(norm[i])))
+    chosen = {}
+    for method in ("eap_ig", "mask"):
+        if method not in result.curves.get("tied", {}):
+            continue
+        circuit = result.circuit("tied", method)
+        scores = result.scores["tied"][method]
+        rank = scores.mean().abs()
+        idx = sorted((int(i) for i in circuit.nonzero().flatten()), key=lambda i: -float(rank[i]))
+        fraction = result.chosen_fraction("tied", method)
+        chosen[method] = {
+            "fraction": fraction,
+            "components": [scores.components[i].label for i in idx],
+        }
         lines += [
-            "## The chosen tied circuit (EAP-IG)",
+            f"## The chosen tied circuit ({method})",
             "",
-            f"{len(idx)} of {len(comps)} components ({result.chosen_fraction('tied', 'eap_ig'):.0%}"
-            "), by |normalised effect|: "
-            + ", ".join(f"{comps[i].label} {_f(float(norm[i]), 2)}" for i in idx[:40])
+            f"{len(idx)} of {len(scores.components)} components ({fraction:.0%}; the smallest grid "
+            f"size reaching the target, else {o.max_fraction:.0%}), strongest first: "
+            + ", ".join(chosen[method]["components"][:40])
             + (" ..." if len(idx) > 40 else ""),
             "",
         ]
@@ -309,14 +316,7 @@ def write_report(
     text = "\n".join(line for line in lines if line is not None) + "\n"
     paths["report"] = write_text_atomic(out / "report.md", text)
     data = result.as_dict()
-    if chosen is not None:
-        data["chosen_circuit"] = {
-            "fraction": result.chosen_fraction("tied", "eap_ig"),
-            "components": [
-                result.scores["tied"]["eap_ig"].components[int(i)].label
-                for i in chosen.nonzero().flatten()
-            ],
-        }
+    data["chosen_circuits"] = chosen
     data["command"], data["seconds"] = command, seconds
     paths["json"] = write_json_atomic(out / "results.json", data)
     return paths
