@@ -71,7 +71,7 @@ class CircuitOptions:
     ablation: str = "counterfactual"
     ig_steps: int = 8
     ig_scope: str = "step"
-    mask_steps: int = 200
+    mask_steps: int = 300
     mask_sparsity: float = 1.0
     fractions: tuple[float, ...] = FRACTIONS
     num_random: int = 16

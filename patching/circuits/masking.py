@@ -28,7 +28,7 @@ __all__ = ["learned_mask_scores"]
 def learned_mask_scores(
     runs: AblationRuns,
     components: Components,
-    steps: int = 200,
+    steps: int = 300,
     lr: float = 0.1,
     sparsity: float = 1.0,
     seed: int = 0,
