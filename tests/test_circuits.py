@@ -255,3 +255,13 @@ def test_every_export_resolves():
 
     for name in circuits.__all__:
         assert getattr(circuits, name) is not None, name
+
+
+def test_same_initial_processor():
+    from patching.circuits.report import same_initial_processor
+
+    bf, dj, bfs = (HookedNAR.from_pretrained(a) for a in ("bellman_ford", "dijkstra", "bfs"))
+    state = torch.random.get_rng_state()
+    assert same_initial_processor(bf, dj)  # seed 0, d_model 64 both
+    assert not same_initial_processor(bf, bfs)  # d_model 128
+    assert torch.equal(state, torch.random.get_rng_state())

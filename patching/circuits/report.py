@@ -23,7 +23,7 @@ from patching.circuits.plots import (
     plot_unit_heatmap,
 )
 
-__all__ = ["circuit_overlap", "overlap_markdown", "write_report"]
+__all__ = ["circuit_overlap", "overlap_markdown", "same_initial_processor", "write_report"]
 
 
 def _f(x, digits: int = 3) -> str:
@@ -41,10 +41,11 @@ def circuit_overlap(
     method: str = "eap_ig",
     draws: int = 2000,
     seed: int = 0,
+    same_initial_processor: bool | None = None,
 ) -> dict[str, Any]:
     """Jaccard overlap of the chosen circuits of two runs (same component layout: same
-    sites and widths), beside the mean Jaccard of random circuits of the same two sizes
-    (the level that unit indices of independently trained models would reach by chance)."""
+    sites and widths), beside the Jaccard of random circuits of the same two sizes (the
+    level unrelated unit indices reach by chance) and a rank p-value against it."""
     ca, cb = a.circuit(granularity, method), b.circuit(granularity, method)
     if ca.shape != cb.shape:
         raise ValueError(
@@ -72,12 +73,29 @@ def circuit_overlap(
         "chance_95": float(torch.quantile(chance_t[torch.isfinite(chance_t)], 0.95)),
         "p_vs_chance": float(((chance_t >= value).sum() + 1) / (draws + 1)),
         "minar_reference": 0.6,
+        "same_initial_processor": same_initial_processor,
     }
+
+
+def same_initial_processor(model_a, model_b) -> bool:
+    """Whether two models' processors were initialised with identical weights (rebuilt from
+    their configs, whose seed fixes the initialisation)."""
+    with torch.random.fork_rng():  # building a model seeds the global generator
+        fresh = [type(m)(m.cfg).processor.state_dict() for m in (model_a, model_b)]
+    return fresh[0].keys() == fresh[1].keys() and all(
+        fresh[0][k].shape == fresh[1][k].shape and torch.equal(fresh[0][k], fresh[1][k])
+        for k in fresh[0]
+    )
 
 
 def overlap_markdown(overlap: dict[str, Any]) -> str:
     """One paragraph and a table of :func:`circuit_overlap`."""
     a, b = overlap["algorithms"]
+    same = {
+        True: "identical weights (same seed and shapes)",
+        False: "different weights",
+        None: "weights not compared",
+    }[overlap.get("same_initial_processor")]
     return (
         f"## Circuit overlap: {a} vs {b}\n\n"
         f"{overlap['granularity']} components, circuits chosen by {overlap['method']} "
@@ -86,9 +104,9 @@ def overlap_markdown(overlap: dict[str, Any]) -> str:
         "|---|---|---|---|\n"
         f"| {_f(overlap['jaccard'])} | {_f(overlap['chance_mean'])} / {_f(overlap['chance_95'])} "
         f"| {_f(overlap['p_vs_chance'])} | ~{overlap['minar_reference']} |\n\n"
-        "The two checkpoints were trained separately, so unit k of one has no reason to be unit "
-        "k of the other: the index overlap is only meaningful beside its chance level (MINAR's "
-        "~0.6 was measured on its own models and is not comparable unit for unit).\n"
+        f"The two processors started from {same}. Unit indices are comparable only when they "
+        "did; otherwise the chance level is the whole answer. MINAR's ~0.6 was measured on "
+        "its own models and circuits.\n"
     )
 
 

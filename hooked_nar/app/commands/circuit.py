@@ -133,7 +133,12 @@ def run(args: argparse.Namespace) -> int:
     from hooked_nar.atomic import write_text_atomic
     from hooked_nar.model import HookedNAR
     from patching.circuits.discovery import CircuitOptions, discover_circuit
-    from patching.circuits.report import circuit_overlap, overlap_markdown, write_report
+    from patching.circuits.report import (
+        circuit_overlap,
+        overlap_markdown,
+        same_initial_processor,
+        write_report,
+    )
 
     torch.set_num_threads(1)
     argv = sys.argv[1:]
@@ -149,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     sizes["judged"] = tuple(args.judge)
     if args.quick:
         sizes |= QUICK
-    results = {}
+    results, models = {}, {}
     for alg in tqdm(algorithms, desc="circuits", disable=args.no_progress or len(algorithms) == 1):
         try:
             model = HookedNAR.from_pretrained(args.checkpoint or alg, algorithm=alg)
@@ -167,11 +172,14 @@ def run(args: argparse.Namespace) -> int:
         result = discover_circuit(model, options, progress=progress)
         seconds = time.time() - start
         paths = write_report(result, out / alg, command=command, seconds=seconds)
-        results[alg] = result
+        results[alg], models[alg] = result, model
         print(f"{alg}: {paths['report']} ({seconds:.0f} s)")
     if len(results) == 2:
         a, b = results.values()
-        overlaps = [circuit_overlap(a, b, method=m) for m in ("eap_ig", "mask")]
+        same = same_initial_processor(*models.values())
+        overlaps = [
+            circuit_overlap(a, b, method=m, same_initial_processor=same) for m in ("eap_ig", "mask")
+        ]
         text = "\n".join(overlap_markdown(x) for x in overlaps)
         path = write_text_atomic(out / "overlap.md", text)
         for x in overlaps:
