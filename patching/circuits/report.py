@@ -155,34 +155,37 @@ def _curve_table(curve) -> list[str]:
 
 
 def _target_line(result: CircuitResult, gran: str, method: str) -> str:
+    """One line: is there a circuit of at most ``max_fraction`` keeping ``target_kept`` of
+    the full model's node accuracy, beside the empty and random circuits."""
     o = result.options
     curve = result.curves[gran][method]
     kept = curve.kept("sufficiency", "node_accuracy")["value"]
-    allowed = [(f, v) for f, v in zip(curve.fractions, kept, strict=True) if f <= o.max_fraction]
-    best = max(allowed, key=lambda fv: fv[1])
-    met = [(f, v) for f, v in allowed if v >= o.target_kept]
+    random = curve.kept("sufficiency", "node_accuracy", "random")["value"]
+    allowed = [
+        (f, v, r)
+        for f, v, r in zip(curve.fractions, kept, random, strict=True)
+        if f <= o.max_fraction
+    ]
+    best = max(allowed, key=lambda x: x[1])
     empty = kept[curve.fractions.index(0.0)] if 0.0 in curve.fractions else float("nan")
-    if met:
-        f, v = met[0]
+    met = [(f, v) for f, v, _ in allowed if v >= o.target_kept]
+    if empty >= o.target_kept:
         verdict = (
-            f"**met**: {f:.0%} of the {gran} components keep {_f(v)} of the full model's "
-            f"node accuracy"
+            f"**not measurable** here: the empty circuit already keeps {_f(empty)} (with "
+            f"`{o.ablation}` ablation the nodes an edit leaves alone stay right with nothing "
+            "kept; use `--ablation mean`)"
         )
+    elif met:
+        f, v = met[0]
+        verdict = f"**met**: {f:.0%} of the {gran} components keep {_f(v)}"
     else:
         verdict = (
-            f"**missed**: the best circuit of at most {o.max_fraction:.0%} keeps {_f(best[1])} "
-            f"(at {best[0]:.0%}), {_f(o.target_kept - best[1])} short of {o.target_kept}"
+            f"**missed** by {_f(o.target_kept - best[1])}: the best circuit of at most "
+            f"{o.max_fraction:.0%} keeps {_f(best[1])} (at {best[0]:.0%})"
         )
-    note = (
-        " (under counterfactual ablation the nodes the edit leaves alone stay right with "
-        "nothing kept, so judge this target under `--ablation mean`)"
-        if o.ablation == "counterfactual"
-        else ""
-    )
     return (
-        f"- {method}: {verdict}{note}; the empty circuit (everything ablated) keeps {_f(empty)}, "
-        f"random circuits of {o.max_fraction:.0%} keep "
-        f"{_f(curve.kept('sufficiency', 'node_accuracy', 'random')['value'][curve.fractions.index(o.max_fraction)] if o.max_fraction in curve.fractions else float('nan'))}."
+        f"- {method}: {verdict}; empty circuit {_f(empty)}, random circuits of "
+        f"{best[0]:.0%} {_f(best[2])}."
     )
 
 
