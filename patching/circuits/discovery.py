@@ -126,15 +126,19 @@ class CircuitResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def chosen_fraction(self, granularity: str = "tied", method: str = "eap_ig") -> float:
-        """The smallest grid fraction (at most ``max_fraction``) whose circuit-only model keeps
-        ``target_kept`` of the full node accuracy; else the largest fraction allowed."""
+        """The smallest nonzero grid fraction (at most ``max_fraction``) whose circuit-only
+        model keeps ``target_kept`` of the full node accuracy; ``max_fraction`` itself when
+        none does, or when the empty circuit already does (the target then says nothing)."""
         o, curve = self.options, self.curves[granularity][method]
         kept = curve.kept("sufficiency", "node_accuracy")["value"]
         allowed = [
-            (f, v) for f, v in zip(curve.fractions, kept, strict=True) if f <= o.max_fraction
+            (f, v) for f, v in zip(curve.fractions, kept, strict=True) if 0 < f <= o.max_fraction
         ]
         if not allowed:
             return 0.0
+        empty = kept[curve.fractions.index(0.0)] if 0.0 in curve.fractions else 0.0
+        if empty >= o.target_kept:
+            return allowed[-1][0]
         return next((f for f, v in allowed if v >= o.target_kept), allowed[-1][0])
 
     def circuit(self, granularity: str = "tied", method: str = "eap_ig") -> torch.Tensor:
