@@ -23,7 +23,12 @@ import torch
 from hooked_nar.data.loader import collate
 from patching.circuits.ablation import ABLATIONS, AblationRuns
 from patching.circuits.components import Components, unrolled_data_flow
-from patching.circuits.faithfulness import FRACTIONS, FaithfulnessCurve, faithfulness_curve
+from patching.circuits.faithfulness import (
+    FRACTIONS,
+    FaithfulnessCurve,
+    faithfulness_curve,
+    top_k_circuit,
+)
 from patching.circuits.masking import learned_mask_scores
 from patching.circuits.scoring import (
     IG_SCOPES,
@@ -101,6 +106,10 @@ class CircuitOptions:
             raise ValueError(
                 f"granularities must be among ('tied', 'step'), got {self.granularities}"
             )
+        if not set(self.judged) <= set(self.granularities):
+            raise ValueError(
+                f"judged={self.judged} must be among granularities={self.granularities}"
+            )
 
 
 @dataclass
@@ -143,8 +152,6 @@ class CircuitResult:
 
     def circuit(self, granularity: str = "tied", method: str = "eap_ig") -> torch.Tensor:
         """The circuit at :meth:`chosen_fraction`, a boolean mask over the components."""
-        from patching.circuits.faithfulness import top_k_circuit
-
         f = self.chosen_fraction(granularity, method)
         k = int(round(f * self.curves[granularity][method].num_components))
         return top_k_circuit(self.scores[granularity][method], k)
