@@ -116,10 +116,9 @@ def test_a_kill_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     "umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)]
 )
 def test_saved_folders_and_files_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
-    from hooked_nar.model import HookedNAR
-
     from sae_lens import StandardSAE, StandardSAEConfig
 
+    from hooked_nar.model import HookedNAR
     from sae import save_sae
 
     model = HookedNAR.from_pretrained("bfs")
