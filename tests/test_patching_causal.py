@@ -220,6 +220,18 @@ def test_steering_sites_are_where_the_algorithm_makes_the_concept_true_next(bfs)
         assert len(set(picked)) == min(len(picked), distinct)
     again = steering_sites(batch, cand, sites_per_graph=3, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(rounds, again, strict=True))
+    # one site per graph lands at a random step, not always at the earliest candidate step
+    earliest = later = 0
+    for seed in range(10):
+        (first,) = steering_sites(batch, cand, sites_per_graph=1, seed=seed)[:1]
+        for g in range(batch.num_graphs):
+            lo, hi = int(batch.ptr[g]), int(batch.ptr[g + 1])
+            steps_g = cand[lo:hi].any(0).nonzero().flatten()
+            if steps_g.numel() > 1 and first[lo:hi].any():
+                at = int(first[lo:hi].nonzero()[0, 1])
+                earliest += at == int(steps_g[0])
+                later += at != int(steps_g[0])
+    assert earliest > 0 and later > 0
     target = CONCEPTS["bfs"]["is_visited"].target
     rows = steering_rows(batch, rounds[0], target)
     reach = batch.reach_h > 0.5

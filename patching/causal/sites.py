@@ -89,8 +89,8 @@ def steering_sites(
 ) -> list[Bool[Tensor, "N S"]]:
     """Up to ``sites_per_graph`` rounds of sites, the k-th round holding the k-th site of
     every graph (one site per graph per round, so rounds run in one forward pass each).
-    Within a graph, candidates are shuffled and taken one step at a time (every step once
-    before any step twice). ``graph_ids`` [B]: dataset indices for the seeds (default
+    Within a graph, candidates are shuffled and taken one step at a time (every step once,
+    in random order, before any step twice). ``graph_ids`` [B]: dataset indices for the seeds (default
     0..B-1)."""
     if sites_per_graph < 1:
         raise ValueError(f"sites_per_graph must be >= 1, got {sites_per_graph}")
@@ -106,12 +106,13 @@ def steering_sites(
         gen = torch.Generator().manual_seed(seed * 1_000_003 + int(graph_ids[g]))
         perm = torch.randperm(nodes.numel(), generator=gen)
         nodes, steps = nodes[perm], steps[perm]
-        # rank of each candidate among those of its step: spread picks over steps
+        # rank of each candidate among those of its step: every step once (in shuffled
+        # order, so the first site is at a random step) before any step twice
         rank = torch.zeros_like(steps)
         for s in steps.unique():
             at = (steps == s).nonzero().flatten()
             rank[at] = torch.arange(at.numel())
-        order = torch.argsort(rank * (int(steps.max()) + 1) + steps, stable=True)
+        order = torch.argsort(rank, stable=True)
         for k, i in enumerate(order[:sites_per_graph].tolist()):
             rounds[k][lo + nodes[i], steps[i]] = True
     return [r for r in rounds if r.any()]
