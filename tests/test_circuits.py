@@ -192,6 +192,9 @@ def test_faithfulness_invariants(pairs):
         assert curve.kept("sufficiency", "node_accuracy")["value"][-1] == pytest.approx(1.0)
         # a circuit of half the components beats random halves on the metric
         assert suff[1] > curve.faithfulness("sufficiency", "random")["value"][1]
+        vs = curve.versus_random("sufficiency")
+        assert vs["diff"][1] > 0 and vs["ci"][1][0] <= vs["diff"][1] <= vs["ci"][1][1]
+        assert vs["p"][1] == pytest.approx(1 / 3) and vs["diff"][0] == 0 and vs["diff"][2] == 0
     if ablation == "counterfactual":
         assert runs.reference_values is not None
 

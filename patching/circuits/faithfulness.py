@@ -144,13 +144,31 @@ class FaithfulnessCurve:
             out["absolute"].append(float(row[torch.isfinite(row)].mean()))
         return out
 
-    def beats_random(self, mode: str) -> list[float]:
-        """Per size, the fraction of random circuits whose mean continuous metric is at least
-        the circuit's (sufficiency) or at most it (necessity): a rank p-value."""
-        c = self.values[mode][self.metric].double().nanmean(-1)  # [F]
-        r = self.random[mode][self.metric].double().nanmean(-1)  # [F, R]
-        worse = r >= c[:, None] if mode == "sufficiency" else r <= c[:, None]
-        return ((worse.sum(1) + 1) / (r.shape[1] + 1)).tolist()
+    def versus_random(self, mode: str, metric: str | None = None, seed: int = 0) -> dict:
+        """Per size, the circuit against the random circuits of that size on ``metric``
+        (default: the continuous one), with :mod:`patching.stats`: the paired per-graph
+        difference (circuit minus the random circuits' mean) and its bootstrap interval over
+        graphs and random circuits, the rank p-value among the random circuits (greater for
+        sufficiency, less for necessity) and its Holm correction across the sizes where the
+        two can differ (neither empty nor full)."""
+        from patching.stats import holm, paired_difference, rank_p_value
+
+        metric = metric or self.metric
+        circuit = self.values[mode][metric].double()  # [F, G]
+        random = self.random[mode][metric].double()  # [F, R, G]
+        alternative = "greater" if mode == "sufficiency" else "less"
+        diff, ci, p = [], [], []
+        for f, c, r in zip(self.fractions, circuit, random, strict=True):
+            if f in (0.0, 1.0):  # the same circuit as every random one
+                diff.append(0.0)
+                ci.append([0.0, 0.0])
+                p.append(math.nan)
+                continue
+            d = paired_difference(c, r, seed=seed)
+            diff.append(d.mean)
+            ci.append(list(d.ci))
+            p.append(rank_p_value(float(c.nanmean()), r.nanmean(-1), alternative))
+        return {"diff": diff, "ci": ci, "p": p, "p_holm": holm(p), "metric": metric}
 
     def areas(self) -> dict[str, float]:
         """CPR and CMD (and the necessity area) of the circuit and of random circuits."""
@@ -190,7 +208,8 @@ class FaithfulnessCurve:
             rows[mode] = {
                 "faithfulness": self.faithfulness(mode),
                 "faithfulness_random": self.faithfulness(mode, "random"),
-                "rank_p_vs_random": self.beats_random(mode),
+                "versus_random": self.versus_random(mode),
+                **{f"{m}_versus_random": self.versus_random(mode, m) for m in task},
                 **{f"{m}_kept": self.kept(mode, m) for m in task},
                 **{f"{m}_kept_random": self.kept(mode, m, "random") for m in task},
             }
