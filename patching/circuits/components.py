@@ -50,14 +50,24 @@ DATA_FLOW = (
 )
 
 
-def unrolled_data_flow(sites: Sequence[Site], num_steps: int) -> list[tuple[str, str, str]]:
+def unrolled_data_flow(
+    sites: Sequence[Site], num_steps: int, hint_feedback: bool = False, recurrence: bool = True
+) -> list[tuple[str, str, str]]:
     """Edges ``("site@t", "site@t'", through)`` of the unrolled processor between the given
-    sites; ``hidden@-1`` is the initial state (zeros) and the last hidden state feeds the
-    output decoders (``"outputs"``)."""
+    sites; the last hidden state feeds the output decoders (``"outputs"``). ``hint_feedback``
+    (``hint_mode="encoded"``): the hints decoded from the hidden state are re-encoded into the
+    next step's inputs; ``recurrence=False`` (``hidden_recurrence=False``): the hidden state
+    is not carried to the next step, only through those hints."""
     names = {s.name for s in sites}
+    flow = [f for f in DATA_FLOW if recurrence or f[2] == 0]
+    if hint_feedback:
+        flow += [
+            ("hook_node_out", dst, 1, "decoded hints, re-encoded into the next step's inputs")
+            for dst in ("hook_msg", UPDATE, "hook_gate")
+        ]
     edges = []
     for t in range(num_steps):
-        for src, dst, offset, through in DATA_FLOW:
+        for src, dst, offset, through in flow:
             if src in names and dst in names and t - offset >= 0:
                 edges.append((f"{src}@{t - offset}", f"{dst}@{t}", through))
     if "hook_node_out" in names and num_steps:

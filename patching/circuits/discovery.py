@@ -281,7 +281,12 @@ def discover_circuit(model, options: CircuitOptions, progress: bool | None = Non
         eval_pairs,
         runs.sites,
         S,
-        unrolled_data_flow(runs.sites, runs.S),
+        unrolled_data_flow(
+            runs.sites,
+            runs.S,
+            hint_feedback=model.cfg.hint_mode == "encoded",
+            recurrence=getattr(model.cfg, "hidden_recurrence", True),
+        ),
         {
             "clean_metric": float(runs.clean_values["logit_diff"].mean()),
             "reference_metric": None
