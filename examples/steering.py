@@ -15,7 +15,7 @@ verdicts of the one rule), ``results.json`` and a dose-response PNG per unit and
 ``runs/steering/<algorithm>``.
 
 ``--sae PATH`` opens a saved SAELens SAE; without it the algorithm's recipe SAE
-(``sae.pipeline.RECIPES``) is trained first.
+(``hooked_nar.app.sae_study.RECIPES``) is trained first.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from hooked_nar.app.commands.patch import causal_data, load_or_train_sae
     from hooked_nar.atomic import write_json_atomic, write_text_atomic
     from hooked_nar.model import HookedNAR
     from patching.causal import CausalOptions, causal_concept_tests, concept_tests_table
-    from patching.cli import causal_data, load_or_train_sae
     from patching.plots import dose_response
     from patching.report import rule_text
 

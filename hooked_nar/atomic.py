@@ -26,9 +26,11 @@ from typing import IO, Any
 
 __all__ = [
     "atomic_file",
+    "move_directory_into_place",
     "plain_json",
     "recover_directory",
     "remove_stale_temporaries",
+    "temporary_directory_for",
     "write_bytes_atomic",
     "write_directory_atomically",
     "write_json_atomic",
@@ -188,20 +190,39 @@ def write_directory_atomically(path: str | os.PathLike, write: Callable[[Path], 
     its files get the permissions of plainly created ones (umask respected).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = temporary_directory_for(path)
     try:
         write(tmp)
-        _plain_permissions(tmp)
-        if not path.exists():
-            os.replace(tmp, path)
-        elif not _exchange(tmp, path):
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+        move_directory_into_place(tmp, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the previous version
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def temporary_directory_for(path: str | os.PathLike) -> Path:
+    """A fresh hidden folder beside ``path`` (``.NAME.XXXXXXXX``) to fill and then hand to
+    :func:`move_directory_into_place`; what killed writers left for ``path`` is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+
+
+def move_directory_into_place(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Make the filled folder ``tmp`` (a sibling of ``path``) ``path``, replacing an existing
+    one in one ``renameat2`` exchange on Linux, else by two renames that
+    :func:`recover_directory` completes if a kill comes between them. ``tmp`` and its files
+    get the permissions of plainly created ones (umask respected)."""
+    tmp, path = Path(tmp), Path(path)
+    _plain_permissions(tmp)
+    if not path.exists():
+        os.replace(tmp, path)
+    elif _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the previous version
+    else:
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
     return path

@@ -1,6 +1,6 @@
 """Per-(node, processor step) concept labels derived from CLRS hints.
 
-Step alignment (DESIGN.md): hint step 0 is the state before the first iteration; processor
+Step alignment (:mod:`hooked_nar.data.loader`): hint step 0 is the state before the first iteration; processor
 step t (t = 0 .. T-2) consumes hint state t and is supervised with hint t+1. So for an
 activation of processor step t,
 
@@ -26,7 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS
-from hooked_nar.data.loader import batch_algorithm
+from hooked_nar.data.loader import batch_algorithm, valid_processor_steps
 
 __all__ = ["CONCEPTS", "Concept", "Target", "concept_labels", "concepts_markdown"]
 
@@ -311,19 +311,18 @@ def concept_labels(
         raise ValueError(f"unknown concepts={unknown} for {alg}; valid: {', '.join(table)}")
     batch_vec = getattr(batch, "batch", None)
     if batch_vec is None:
-        batch_vec = torch.zeros(batch.num_nodes, dtype=torch.long)
+        batch_vec = torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.length.device)
     length = batch.length.reshape(-1)  # [B]
     hints = [n for n, fs in SPECS[alg].items() if fs.stage == "hint" and n in batch]
     T = max((int(batch[h].shape[1]) for h in hints), default=int(length.max()))
     S = max(T - 1, 0)
-    steps = torch.arange(S, device=length.device)
-    mask: Bool[Tensor, "N S"] = steps.unsqueeze(0) < (length[batch_vec] - 1).unsqueeze(1)
+    mask: Bool[Tensor, "N S"] = valid_processor_steps(length, S)[batch_vec]
     cols = slice(1, T) if state == "computed" else slice(0, S)
     out: dict[str, Tensor] = {}
     for name in names:
         c = table[name]
         full = _apply(c.rule, _timeline(batch, alg, c.source_hint, batch_vec, T))
         lab = full[:, cols]
-        out[name] = torch.where(mask, lab, torch.zeros((), dtype=lab.dtype))
+        out[name] = torch.where(mask, lab, lab.new_zeros(()))
     out["step_mask"] = mask
     return out

@@ -54,7 +54,7 @@ class _Tally:
             # one decision per graph: the argmax row must be the true row
             hit = ((pred > 0.5) & (target > 0.5) & valid).float()
             graphs = graph_of_row[valid].unique()
-            per_graph = torch.zeros(int(graph_of_row.max()) + 1).index_add_(0, graph_of_row, hit)
+            per_graph = hit.new_zeros(int(graph_of_row.max()) + 1).index_add_(0, graph_of_row, hit)
             st["correct"] += float(per_graph[graphs].clamp(max=1).sum())
             st["n"] += float(graphs.numel())
         else:  # pointer
@@ -86,7 +86,7 @@ class _Tally:
 def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
     """[B] bool: every row of this output field is correct in the graph."""
     if field.type == "scalar":
-        return torch.ones(batch.num_graphs, dtype=torch.bool)
+        return torch.ones(batch.num_graphs, dtype=torch.bool, device=pred.device)
     if field.type == "categorical":
         wrong = pred.argmax(-1) != target.argmax(-1)
     elif field.type == "pointer":
@@ -94,7 +94,7 @@ def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
     else:
         wrong = (pred > 0.5) != (target > 0.5)
     g = row_graph(field, batch)
-    return torch.zeros(batch.num_graphs).index_add_(0, g, wrong.float()) == 0
+    return wrong.new_zeros(batch.num_graphs, dtype=torch.float).index_add_(0, g, wrong.float()) == 0
 
 
 @torch.no_grad()
@@ -113,14 +113,16 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
     graphs_ok, num_graphs = 0.0, 0
     field_graphs_ok = {f.name: 0.0 for f in model.output_fields}
     loader = CLRSLoader(dataset, batch_size=batch_size, shuffle=False)
+    device = next(model.parameters()).device
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        batch = batch.to(device)
         logits = model(batch)
         pidx = logits.pointer_index
-        ok = torch.ones(batch.num_graphs, dtype=torch.bool)
+        ok = torch.ones(batch.num_graphs, dtype=torch.bool, device=device)
         for f in model.output_fields:
             pred = decode(f, logits.outputs[f.name], batch, pidx)
             target = batch[f.name]
-            rows = torch.ones(pred.shape[0], dtype=torch.bool)
+            rows = torch.ones(pred.shape[0], dtype=torch.bool, device=device)
             out_tally[f.name].add(f, pred, target, rows, row_graph(f, batch), None)
             field_ok = _graph_correct(f, pred, target, batch)
             field_graphs_ok[f.name] += float(field_ok.sum())

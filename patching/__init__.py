@@ -8,7 +8,7 @@
 - :mod:`patching.stats`: bootstrap over graphs, paired differences, rank p-values, Holm.
 - :mod:`patching.causal`: :func:`causal_concept_test` (a concept's unit ablated and steered
   on its own target beside a null and a positive control; one rule for the verdict).
-- :mod:`patching.activation_patching`, :mod:`patching.counterfactuals`,
+- :mod:`patching.activation`, :mod:`patching.counterfactuals`,
   :mod:`patching.metrics`: activation / attribution patching on counterfactual graphs.
 
 Every name here is imported from its submodule on first use (:mod:`hooked_nar.lazy`).
@@ -21,7 +21,7 @@ from hooked_nar.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 if TYPE_CHECKING:
-    from patching.activation_patching import (
+    from patching.activation import (
         PatchingResult,
         activation_patching,
         attribution_patching,

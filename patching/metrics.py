@@ -231,7 +231,7 @@ def _node_selection(nodes, n: int) -> Tensor | None:
         raise ValueError(f"nodes must be node indices [K] or a bool mask [{n}]")
     if nodes.numel() and (nodes.min() < 0 or nodes.max() >= n):
         raise ValueError(f"nodes holds indices outside 0..{n - 1}")
-    mask = torch.zeros(n, dtype=torch.bool)
+    mask = torch.zeros(n, dtype=torch.bool, device=nodes.device)
     mask[nodes.long()] = True
     return mask
 
@@ -316,7 +316,7 @@ def pointer_logit_diff(
     if g_t is not None and g_c is not None:
         if _ptr(g_t) != _ptr(g_c):
             raise ValueError("target and counterfactual_target graphs have different node sets")
-        ptr = torch.tensor(_ptr(g_t))
+        ptr = torch.tensor(_ptr(g_t), device=t.device)
         offset = torch.repeat_interleave(ptr[:-1], ptr.diff())  # global id of local node 0
         for g in (g_t, g_c):
             cand = _candidates(g)
@@ -324,7 +324,9 @@ def pointer_logit_diff(
                 continue
             for parents in (t, c):
                 pairs = zip((parents + offset).tolist(), range(len(parents)), strict=True)
-                chosen &= torch.tensor([p in cand for p in pairs], dtype=torch.bool)
+                chosen &= torch.tensor(
+                    [p in cand for p in pairs], dtype=torch.bool, device=chosen.device
+                )
     selection = _node_selection(nodes, t.shape[0])
     if selection is not None:
         chosen = selection & (t != c)

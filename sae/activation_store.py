@@ -31,7 +31,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.hook_points import HookPoint
 
-from hooked_nar.atomic import write_bytes_atomic, write_text_atomic
+from hooked_nar.atomic import (
+    move_directory_into_place,
+    temporary_directory_for,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from hooked_nar.model.cache import RowIndex
 
 __all__ = ["ActivationStore"]
@@ -189,14 +194,15 @@ class ActivationStore:
         hook_set = set(hooks)
         try:
             loader = CLRSLoader(dataset, batch_size=batch_size, shuffle=False)
+            device = next(model.parameters()).device
             for batch in tqdm(loader, desc="collect activations", disable=not show, leave=False):
                 _, cache = model.run_with_cache(
-                    batch,
+                    batch.to(device),
                     names_filter=lambda n: (
                         n.startswith("steps.") and n.split(".", 2)[2] in hook_set
                     ),
                 )
-                acts, index = _flatten(cache, hooks)
+                acts, index = _flatten(cache, hooks)  # on the CPU, where the store lives
                 index.graph = index.graph + offset
                 offset += batch.num_graphs
                 if steps is not None:
@@ -373,13 +379,20 @@ class ActivationStore:
 def _flatten(cache, hooks: list[str]) -> tuple[dict[str, Tensor], RowIndex]:
     """Valid rows of every hook of one cache, in ``NARCache.flatten`` order."""
     rows, index = cache.flatten(hooks[0])
-    acts = {hooks[0]: rows.float()}
+    acts = {hooks[0]: rows.float().cpu()}
     for h in hooks[1:]:
         st = cache.stack(h)
         if st.values.shape[1] != cache.batch.num_nodes:
             raise ValueError(f"hook {h!r} is not node-level ({st.values.shape[1]} rows per step)")
         s, n = st.mask.nonzero(as_tuple=True)
-        acts[h] = st.values[s, n].float()
+        acts[h] = st.values[s, n].float().cpu()
+    index = RowIndex(
+        index.graph.cpu(),
+        index.node.cpu(),
+        index.step.cpu(),
+        {c: v.cpu() for c, v in index.concepts.items()},
+        {c: v.cpu() for c, v in index.concepts_read.items()},
+    )
     return acts, index
 
 
@@ -389,8 +402,7 @@ class _ShardWriter:
 
     def __init__(self, path: Path, shard_rows: int) -> None:
         self.path, self.shard_rows = path, shard_rows
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        self.tmp = temporary_directory_for(path)
         self.pending: list[dict[str, Tensor]] = []
         self.pending_rows = 0
         self.shards: list[dict] = []
@@ -431,14 +443,7 @@ class _ShardWriter:
                 "tensors": self.dtypes,
             }
             write_text_atomic(self.tmp / MANIFEST, json.dumps(manifest, indent=1))
-            if self.path.exists():
-                old = self.path.with_name(f".{self.path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(self.path, old)
-                os.replace(self.tmp, self.path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(self.tmp, self.path)
+            move_directory_into_place(self.tmp, self.path)
             return manifest
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)

@@ -202,7 +202,7 @@ def concept_baselines(
     of ``num_directions`` random unit directions), ``probe`` (the probe on the trained
     model), ``probe_random_init`` (the same probe on a model of the same config with fresh
     random weights, seed ``seed``), ``probe_embedding`` (on the encoder's node embedding of
-    each row's node) and ``probe_control`` / ``probe_control_sd`` (shuffled labels).
+    each row's node; None for a model without one) and ``probe_control`` / ``probe_control_sd`` (shuffled labels).
     Concepts constant on the rows or on the probe's training split are left out."""
     from hooked_nar.model import HookedNAR
     from sae.activation_store import ActivationStore
@@ -216,7 +216,7 @@ def concept_baselines(
     ).for_analysis(hook)
     if not torch.equal(rand_index.graph, index.graph):
         raise RuntimeError("the random-init model's rows do not line up with the model's")
-    emb = _embedding_rows(model, dataset, index)  # None: the model never runs that hook
+    emb = _embedding_rows(model, dataset, index)
     gen = torch.Generator().manual_seed(seed)
     directions = torch.randn(rows.shape[1], num_directions, generator=gen)
     projections = rows.float() @ directions
@@ -241,25 +241,29 @@ def concept_baselines(
             "probe_control": probe.control_auroc,
             "probe_control_sd": probe.control_sd,
             "probe_random_init": linear_probe(rand_rows, y, index.graph, seed=seed).auroc,
-            "probe_embedding": (
-                float("nan") if emb is None else linear_probe(emb, y, index.graph, seed=seed).auroc
-            ),
+            "probe_embedding": None
+            if emb is None
+            else linear_probe(emb, y, index.graph, seed=seed).auroc,
         }
     return out
+
+
+#: The encoder's node embedding, the input-level baseline of :func:`concept_baselines`.
+EMBEDDING_HOOK = "encoder.hook_node_emb"
 
 
 @torch.no_grad()
 def _embedding_rows(model, dataset, index) -> Tensor | None:
     """``[R, d]``: the encoder's node embedding of each row's (graph, node); None when the
-    model does not run ``encoder.hook_node_emb`` (a processor that embeds inputs itself)."""
+    model never runs its encoder (a processor that runs the trajectory itself: discrete)."""
     from hooked_nar.data import CLRSLoader
 
     per_graph = []
     for batch in CLRSLoader(dataset, batch_size=64, shuffle=False):
-        _, cache = model.run_with_cache(batch, names_filter=lambda n: n == "encoder.hook_node_emb")
-        if "encoder.hook_node_emb" not in cache.cache_dict:
+        _, cache = model.run_with_cache(batch, names_filter=lambda n: n == EMBEDDING_HOOK)
+        if EMBEDDING_HOOK not in cache.cache_dict:
             return None
-        emb = cache["encoder.hook_node_emb"]
+        emb = cache[EMBEDDING_HOOK]
         per_graph += [emb[batch.ptr[g] : batch.ptr[g + 1]] for g in range(batch.num_graphs)]
     return torch.stack(
         [per_graph[int(g)][int(n)] for g, n in zip(index.graph, index.node, strict=True)]

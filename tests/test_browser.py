@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from hooked_nar.app.browser.results import causal_by_feature, study_baselines
+from hooked_nar.app.browser.results import causal_by_feature, strongest_baseline, study_baselines
 from hooked_nar.app.browser.run_folder import load_run
 from hooked_nar.app.browser.write import feature_file
 
@@ -31,11 +30,11 @@ def _read_js(path: Path, prefix: str, suffix: str):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A quick bfs study with --browser, through the command line as a user runs it."""
+    from hooked_nar.app.cli import main
+
     out = tmp_path_factory.mktemp("browser") / "bfs"
-    cmd = [sys.executable, "-m", "hooked_nar", "study", "--algorithm", "bfs", "--quick"]
-    cmd += ["--browser", "--output", str(out), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    argv = ["study", "--algorithm", "bfs", "--quick", "--browser", "--output", str(out), "-q"]
+    assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     browser = out / "browser"
     index = _read_js(browser / "data" / "index.js", "window.NAR_INDEX = ", ";")
@@ -73,13 +72,18 @@ def test_index_agrees_with_results_json(run):
         assert detail["auroc"][c["name"]] == pytest.approx(best["auroc"], abs=1e-4)
         assert best["feature"] in c["group"] or best["auroc"] < index["meta"]["group_auroc"]
     tested = set()
-    for t in results["causal"]["tests"]:
-        for f in t["unit"]["features"]:  # every feature of the concept's unit
+    for t in results["causal"]["tests"]:  # one feature per test, or a unit of features
+        ids = [t["feature"]] if "feature" in t else t["unit"]["features"]
+        tested.update(ids)
+        for f in ids:
             verdicts = {(v["concept"], v["verdict"]) for v in features[f]["causal"]}
             assert (t["concept"], t["verdict"]) in verdicts
-            tested.add(f)
-    untested = [f for f in features if not f["causal"]]
-    assert len(untested) == 128 - len(tested)
+    assert tested and [f["id"] for f in features if f["causal"]] == sorted(tested)
+    groups = {c["name"]: c["group"] for c in index["concepts"] if c["kind"] == "bool"}
+    for t in results["causal"]["tests"]:  # the same groups as the causal tests intervened on
+        unit = t.get("unit")
+        if isinstance(unit, dict) and str(unit.get("name", "")).startswith("group"):
+            assert unit["features"] == groups[t["concept"]]
 
 
 def test_example_activations_equal_run_with_cache(run):
@@ -135,27 +139,29 @@ def test_decoder_read_is_the_logit_change_of_adding_the_direction(run):
 
 def test_results_readers_take_new_formats_and_absences():
     assert causal_by_feature({}) == {} and study_baselines({}, ["a"]) == {}
+    group = {"kind": "features", "name": "group", "features": [3, 5], "size": 2}
     results = {
         "causal": {
             "tests": [
-                {
-                    "concept": "a",
-                    "verdict": "causal",
-                    "unit": {"kind": "group", "features": [3, 5]},
-                },
-                {"concept": "b", "verdict": "inconclusive", "unit": "direction"},
+                {"concept": "a", "verdict": "causal", "unit": group},
+                {"concept": "b", "verdict": "inconclusive", "unit": {"kind": "direction"}},
                 {"concept": "c", "verdict": "not causal", "feature": 5},
-            ]
+            ],
+            # as patching's concept baselines: "neuron" is an index, not a score
+            "baselines": {"a": {"best_neuron": 1.0, "neuron": 1, "random_median": 0.6}},
         },
-        "sae": {"baselines": {"a": {"best_neuron": 0.9, "random": {"median": 0.6, "p95": 0.8}}}},
+        "sae": {"baselines": {"x": {"ignored": 0.5}}},  # names no concept of the run
     }
     by_feature = causal_by_feature(results)
     assert by_feature[3] == [{"concept": "a", "verdict": "causal", "unit": "group"}]
     assert [v["verdict"] for v in by_feature[5]] == ["causal", "not causal"]
     assert set(by_feature) == {3, 5}  # a direction names no feature
-    assert study_baselines(results, ["a", "b"]) == {
-        "a": {"best_neuron": 0.9, "random median": 0.6, "random p95": 0.8}
-    }
+    assert study_baselines(results, ["a", "b"]) == {"a": {"best_neuron": 1.0, "random_median": 0.6}}
+    table = {"best_neuron": 0.9, "probe": 0.99, "probe_control": 0.95, "probe_embedding": 0.7}
+    assert strongest_baseline(table) == 0.9  # the model's own probe is no baseline to beat
+    assert strongest_baseline({"probe_control_sd": 0.1}) is None
+    nested = {"baselines": {"a": {"random": {"median": 0.6, "p95": 0.8}}}}
+    assert study_baselines(nested, ["a"]) == {"a": {"random median": 0.6, "random p95": 0.8}}
 
 
 def test_baselines_equal_sae_concepts_auroc():
@@ -176,6 +182,53 @@ def test_baselines_equal_sae_concepts_auroc():
         float(two_sided(auroc(rows, labels["b"])).max()), abs=1e-4
     )
     assert 0.5 <= base["b"]["random directions median"] <= base["b"]["random directions p95"] < 0.7
+
+
+def test_concept_table_equals_feature_concept_scores():
+    from hooked_nar.app.browser.gather import concept_table
+    from sae.concepts import feature_concept_scores
+
+    gen = torch.Generator().manual_seed(1)
+    acts = torch.relu(torch.randn(400, 12, generator=gen)).round(decimals=1)
+    labels = {
+        "a": acts[:, 3] > 0.5,
+        "b": torch.rand(400, generator=gen) < 0.1,
+        "d": acts[:, 5] * 2 + torch.randn(400, generator=gen),
+    }
+    mine, study = concept_table(acts, labels), feature_concept_scores(acts, labels)
+    assert mine.bool_concepts == study.bool_concepts == ["a", "b"]
+    assert mine.scalar_concepts == study.scalar_concepts == ["d"]
+    for name in ("auroc", "spearman", "frequency", "positive_rate"):
+        assert torch.allclose(getattr(mine, name), getattr(study, name), atol=1e-6), name
+
+
+def test_browse_command_with_any_saelens_dir_and_checkpoint(run, tmp_path, capsys):
+    """`hooked-nar browse RUN --sae DIR --checkpoint NAME` gives the same index as the study's
+    own browser; a bad --sae is one line and exit code 2."""
+    from hooked_nar.app.cli import main
+
+    out, _, index, _ = run
+    sae_copy = tmp_path / "my_sae"
+    shutil.copytree(out / "sae", sae_copy)
+    target = tmp_path / "page"
+    argv = ["browse", str(out), "--sae", str(sae_copy), "--checkpoint", "bfs", "-o", str(target)]
+    assert main(argv) == 0
+    assert "128 features" in capsys.readouterr().out
+    again = _read_js(target / "data" / "index.js", "window.NAR_INDEX = ", ";")
+    assert again["features"] == index["features"] and again["concepts"] == index["concepts"]
+    assert main(["browse", str(out), "--sae", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hooked-nar browse: error: sae=") and "\n" not in err
+
+
+def test_a_new_study_run_removes_the_previous_browser(tmp_path):
+    from hooked_nar.app.study import clear_previous_run
+
+    (tmp_path / "results.json").write_text(json.dumps({"algorithm": "bfs", "stages": []}))
+    (tmp_path / "browser" / "data").mkdir(parents=True)
+    (tmp_path / "browser" / "index.html").write_text("old")
+    clear_previous_run(tmp_path)
+    assert not (tmp_path / "browser").exists()
 
 
 def test_browse_rejects_bad_input_in_one_line(run, tmp_path):

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from patching.activation_patching import normalised_effect, usable_gap
+from patching.activation import normalised_effect, usable_gap
 from sae.evaluate import recovered_ci, recovered_text
 
 

@@ -25,7 +25,7 @@ def test_importing_the_packages_loads_no_heavy_library():
     assert _heavy_after(PROBE.format(mods="sae, patching")) == "[]"
 
 
-@pytest.mark.parametrize("command", ["collect", "train-sae", "patch"])
+@pytest.mark.parametrize("command", ["study", "train", "evaluate", "collect", "train-sae", "patch"])
 def test_subcommand_help_loads_no_heavy_library(command):
     code = (
         "import sys\nfrom hooked_nar.app.cli import main\ntry:\n"

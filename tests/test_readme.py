@@ -26,5 +26,7 @@ def test_sae_and_patching_block_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs/readme/sae/cfg.json").is_file()
     assert scope["analysis"]["best"]["is_visited"]["auroc"] >= 0.95
     assert "hook_node_out.hook_sae_acts_post" in " ".join(scope["cache"].keys())
-    assert scope["test"].concept == "is_visited" and scope["test"].feature == scope["feature"]
+    test = scope["test"]  # the default unit: the concept's feature group, best feature in it
+    assert test.concept == "is_visited" and scope["feature"] in test.unit["features"]
+    assert test.verdict in ("causal", "not causal", "inconclusive")
     assert not scope["ablated"].hints["reach_h"].equal(scope["logits"].hints["reach_h"])

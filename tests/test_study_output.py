@@ -116,16 +116,21 @@ def test_a_kill_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     "umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)]
 )
 def test_saved_folders_and_files_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
+    from sae_lens import StandardSAE, StandardSAEConfig
+
     from hooked_nar.model import HookedNAR
+    from sae import save_sae
 
     model = HookedNAR.from_pretrained("bfs")
     previous = os.umask(umask)
     try:
-        path = model.save_pretrained(tmp_path / "ckpt")
+        ckpt = model.save_pretrained(tmp_path / "ckpt")
+        sae = save_sae(StandardSAE(StandardSAEConfig(d_in=8, d_sae=16)), tmp_path / "sae")
         report = atomic.write_text_atomic(tmp_path / "report.md", "x")
     finally:
         os.umask(previous)
-    assert stat.S_IMODE(path.stat().st_mode) == dir_mode
-    for f in path.iterdir():
-        assert stat.S_IMODE(f.stat().st_mode) == file_mode, f
+    for folder in (ckpt, sae):
+        assert stat.S_IMODE(folder.stat().st_mode) == dir_mode
+        for f in folder.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == file_mode, f
     assert stat.S_IMODE(report.stat().st_mode) == file_mode

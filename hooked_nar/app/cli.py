@@ -8,6 +8,7 @@
     hooked-nar train-sae --algorithm bfs             # SAE + concept features
     hooked-nar patch --algorithm bfs --sae DIR       # causal tests of concept units
     hooked-nar browse runs/bfs                       # the offline HTML feature browser
+    hooked-nar circuit --algorithm bellman_ford      # circuits: EAP / EAP-IG, faithfulness
 
 This module builds the parser from the command modules (:mod:`hooked_nar.app.commands`,
 whose docstring gives their interface) and dispatches to them; a
@@ -19,7 +20,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hooked_nar.app.commands import browse, collect, evaluate, patch, study, train, train_sae
+from hooked_nar.app.commands import (
+    browse,
+    circuit,
+    collect,
+    evaluate,
+    patch,
+    study,
+    train,
+    train_sae,
+)
 from hooked_nar.app.common import PROG, UsageError
 
 #: command name -> command module, in the order of ``hooked-nar --help``.
@@ -31,6 +41,7 @@ COMMANDS = {
     "train-sae": train_sae,
     "patch": patch,
     "browse": browse,
+    "circuit": circuit,
 }
 
 

@@ -68,11 +68,12 @@ def pad_steps(data: Data, T: int) -> Data:
     if T < length:
         raise ValueError(f"T={T} is shorter than the trajectory (length={length})")
     out = copy.copy(data)
-    idx = torch.arange(T).clamp(max=length - 1)
+    dev = data.length.device
+    idx = torch.arange(T, device=dev).clamp(max=length - 1)
     for name in hint_names(data):
         x = data[name]
         out[name] = x.index_select(1, idx.to(x.device))
-    out.step_mask = (torch.arange(T) < length).unsqueeze(0)
+    out.step_mask = (torch.arange(T, device=dev) < length).unsqueeze(0)
     return out
 
 
@@ -100,7 +101,7 @@ def as_batch(data: Data | Batch) -> Batch:
 def _batch_vector(data: Data | Batch) -> Tensor:
     b = getattr(data, "batch", None)
     if b is None:
-        return torch.zeros(data.num_nodes, dtype=torch.long)
+        return torch.zeros(data.num_nodes, dtype=torch.long, device=data.length.device)
     return b
 
 
@@ -110,7 +111,7 @@ def _step_mask(data: Data | Batch) -> Bool[Tensor, "B T"]:
         return m
     length = int(data.length.reshape(-1)[0])
     T = max((data[h].shape[1] for h in hint_names(data)), default=length)
-    return (torch.arange(T) < length).unsqueeze(0)
+    return (torch.arange(T, device=data.length.device) < length).unsqueeze(0)
 
 
 def num_steps(data: Data | Batch) -> int:

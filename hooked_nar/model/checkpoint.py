@@ -101,10 +101,29 @@ def read_checkpoint(
                 f"checkpoint {path} has {key}={getattr(cfg, key)!r}, expected {value!r}"
             )
     try:
-        state = load_file(path / WEIGHTS_NAME)
+        state = upgrade_state_names(load_file(path / WEIGHTS_NAME))
     except (OSError, SafetensorError) as e:
         raise ValueError(f"checkpoint {path}: unreadable {WEIGHTS_NAME} ({e})") from e
     return cfg, state, payload.get("metadata", {}), path
+
+
+#: Parameter names of earlier versions -> today's (``encoder.inputs`` clashed with nnsight).
+RENAMED_PREFIXES = {
+    "encoder.inputs.": "encoder.input_embeddings.",
+    "encoder.hints.": "encoder.hint_embeddings.",
+}
+
+
+def upgrade_state_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` with the parameter names of earlier versions renamed
+    (:data:`RENAMED_PREFIXES`), so that every saved checkpoint keeps loading."""
+    out = {}
+    for key, value in state.items():
+        for old, new in RENAMED_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        out[key] = value
+    return out
 
 
 def load_checked_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:

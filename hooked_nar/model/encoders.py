@@ -27,8 +27,13 @@ class Encoder(nn.Module):
     def __init__(self, d_model: int, input_fields: list[Field], hint_fields: list[Field]) -> None:
         super().__init__()
         self.input_fields, self.hint_fields = input_fields, hint_fields
-        self.inputs = nn.ModuleDict({f.name: nn.Linear(f.width, d_model) for f in input_fields})
-        self.hints = nn.ModuleDict({f.name: nn.Linear(f.width, d_model) for f in hint_fields})
+        # not `inputs` / `hints`: wrappers such as nnsight name their own attributes so
+        self.input_embeddings = nn.ModuleDict(
+            {f.name: nn.Linear(f.width, d_model) for f in input_fields}
+        )
+        self.hint_embeddings = nn.ModuleDict(
+            {f.name: nn.Linear(f.width, d_model) for f in hint_fields}
+        )
         self.d_model = d_model
         self.hook_node_emb = HookPoint()  # [N, d]
         self.hook_edge_emb = HookPoint()  # [E, d]
@@ -46,7 +51,7 @@ class Encoder(nn.Module):
             "graph": torch.zeros(num_graphs, self.d_model, device=dev),
         }
         for f in self.input_fields:
-            self._add(self.inputs[f.name], f, batch[f.name], fts)
+            self._add(self.input_embeddings[f.name], f, batch[f.name], fts)
         return (
             self.hook_node_emb(fts["node"]),
             self.hook_edge_emb(fts["edge"]),
@@ -63,5 +68,5 @@ class Encoder(nn.Module):
         for f in self.hint_fields:
             if f.name in hints:
                 loc = "edge" if f.type == "pointer" else f.location
-                fts[loc] = fts[loc] + self.hints[f.name](field_features(f, hints[f.name]))
+                fts[loc] = fts[loc] + self.hint_embeddings[f.name](field_features(f, hints[f.name]))
         return fts["node"], fts["edge"], fts["graph"]

@@ -2,7 +2,9 @@
 
 The processor's weights are shared across steps, but every step owns its own
 ``HookPoint``s, so each activation has a unique name (``steps.3.hook_node_out``) and
-``hook.layer()`` returns the step.
+``hook.layer()`` returns the step. Which hook points a layer has is the processor's own
+declaration (``layer_hooks`` in ``hooked_nar/model/processors/<name>.py``); this module adds
+what every processor shares (``hook_node_in``, ``hook_node_out``, the hint decoders).
 """
 
 from __future__ import annotations

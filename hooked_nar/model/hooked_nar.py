@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import difflib
 import random
-from contextlib import contextmanager
+import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
 
 from hooked_nar.data.loader import as_batch
 from hooked_nar.model import typed_fields
@@ -30,9 +33,10 @@ from hooked_nar.model.fields import (
 )
 from hooked_nar.model.hook_layout import StepHooks
 from hooked_nar.model.processors import processor_class
+from hooked_nar.model.sae_splicing import SAESplice, SAESplicing
 from hooked_nar.model.steps import hint_step_mask, num_processor_steps
 
-__all__ = ["HookedNAR", "NARLogits", "hint_step_mask", "num_processor_steps"]
+__all__ = ["HookedNAR", "NARLogits", "SAESplice", "hint_step_mask", "num_processor_steps"]
 
 
 @dataclass
@@ -43,14 +47,14 @@ class NARLogits:
     Pointer logits are over ``pointer_index`` [2, P] (candidate i, node j).
     """
 
-    outputs: dict[str, Tensor]
-    hints: dict[str, Tensor]
-    pointer_index: Tensor
+    outputs: dict[str, Float[Tensor, " rows *classes"]]
+    hints: dict[str, Float[Tensor, " rows steps *classes"]]
+    pointer_index: Int[Tensor, "2 candidates"]
     num_steps: int
     loss: Tensor | None = None  # the loss of a processor that scores its own choices (discrete)
 
 
-class HookedNAR(HookedRootModule):
+class HookedNAR(SAESplicing, HookedRootModule):
     """Encoder -> processor (shared weights, applied once per algorithm step) -> decoders.
 
     ``model(batch)`` returns :class:`NARLogits`; ``model(batch, return_type="loss")`` the
@@ -87,9 +91,7 @@ class HookedNAR(HookedRootModule):
         self.steps = nn.ModuleList(
             StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
         )
-        self._sae_splices: dict[str, SAESplice] = {}  # full hook name -> splice (add_sae)
-        self._hook_widths: dict[str, int] = {}  # per-step hook -> last dim (add_sae checks)
-        self._sae_every_step: dict[str, tuple] = {}  # hook -> (sae, use_error_term), steps=None
+        self._init_sae_splicing()
         self.setup()
 
     def _encodable(self, fields: list[Field]) -> list[Field]:
@@ -104,17 +106,17 @@ class HookedNAR(HookedRootModule):
         if any(hp.fwd_hooks or hp.bwd_hooks for hp in self.hook_dict.values()):
             raise RuntimeError(
                 f"this batch needs {num_steps} processor steps but hook points exist for "
-                f"{len(self.steps)} and hooks are attached; call model.ensure_steps({num_steps}) "
-                "before adding hooks (run_with_hooks / run_with_cache do this for you)"
+                f"{len(self.steps)} and hooks are attached (hooks added by name filters would "
+                f"miss the new steps); call model.ensure_steps({num_steps}) before adding "
+                "permanent hooks or hooks with add_hook, or remove them first "
+                "(model.reset_hooks(including_permanent=True))"
             )
         hint_fields = self.hint_fields
         first_new = len(self.steps)
         self.steps.extend(
             StepHooks(self.cfg, hint_fields) for _ in range(num_steps - len(self.steps))
         )
-        for hook, (sae, use_error_term) in self._sae_every_step.items():  # add_sae(steps=None)
-            for t in range(first_new, num_steps):
-                self._splice_sae(sae, t, hook, use_error_term)
+        self._splice_new_steps(first_new, num_steps)
         self.setup()
 
     def _check_hook_name(self, name) -> None:
@@ -126,8 +128,13 @@ class HookedNAR(HookedRootModule):
     def add_hook(
         self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False
     ) -> None:
-        """TransformerLens's ``add_hook``, after building the processor steps a hook name refers to;
-        an unknown name raises ValueError with close matches."""
+        """TransformerLens's ``add_hook``, after building the processor steps a hook name refers to
+        (``"steps.30.hook_node_out"`` builds steps up to 30); an unknown name raises ValueError
+        with close matches."""
+        if isinstance(name, str):
+            step = re.match(r"steps\.(\d+)\.", name)
+            if step is not None:
+                self.ensure_steps(int(step.group(1)) + 1)
         self._check_hook_name(name)
         super().add_hook(
             name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend
@@ -145,15 +152,22 @@ class HookedNAR(HookedRootModule):
             self.ensure_steps(int(num_processor_steps(args[0].length).max()))
         return args
 
-    def run_with_hooks(self, *model_args, **kwargs):
+    def run_with_hooks(self, *model_args, **kwargs) -> NARLogits | Tensor:
         """TransformerLens's ``run_with_hooks`` on a PyG batch: the :class:`NARLogits` of the
         forward with ``fwd_hooks`` / ``bwd_hooks`` ``[(name or filter, fn)]`` attached, removed
         afterwards (also after an exception)."""
         model_args = self._prepare(model_args)
         return super().run_with_hooks(*model_args, **kwargs)
 
-    def run_with_cache(self, *model_args, names_filter=None, **kwargs):
+    def run_with_cache(
+        self, *model_args, names_filter=None, **kwargs
+    ) -> tuple[NARLogits | Tensor, NARCache]:
         """Run and cache activations: ``(logits, NARCache)``; the cache knows the batch."""
+        if kwargs.get("incl_bwd") and kwargs.get("return_type", "logits") != "loss":
+            raise ValueError(
+                "run_with_cache(incl_bwd=True) runs backward from the output: pass "
+                "return_type='loss' (the logits are a NARLogits of several fields)"
+            )
         model_args = self._prepare(model_args)
         if isinstance(names_filter, (str, list)):
             for name in [names_filter] if isinstance(names_filter, str) else names_filter:
@@ -161,150 +175,16 @@ class HookedNAR(HookedRootModule):
         out, cache = super().run_with_cache(*model_args, names_filter=names_filter, **kwargs)
         return out, NARCache(cache, self, model_args[0])
 
-    # ------------------------------------------------------------------- SAEs
-    def add_sae(
-        self, sae, hook: str | None = None, steps=None, use_error_term: bool = False
-    ) -> None:
-        """Splice a SAELens ``sae`` at ``steps.{t}.{hook}`` for every step t in ``steps``.
-
-        ``hook`` defaults to the SAE's ``cfg.metadata.hook_name``, else ``"hook_node_out"``;
-        ``steps=None`` means every step, including steps that ``ensure_steps`` builds later.
-        Each step gets its own :class:`SAESplice` with its own hook points
-        (``steps.3.hook_node_out.hook_sae_acts_post`` [N, d_sae], ...) around the one shared
-        SAE; ``steps.3.hook_node_out`` is then what flows on: the reconstruction, or exactly
-        the clean activation plus any edit of the SAE's hooks with ``use_error_term=True``.
-        An SAE already at one of those places is replaced. Bad arguments raise ``ValueError``
-        (``TypeError`` for a non-SAE) before anything is spliced.
-        """
-        hook, targets, every = self._sae_targets(sae, hook, steps)
-        for t in targets:
-            self._splice_sae(sae, t, hook, use_error_term)
-        if every:
-            self._sae_every_step[hook] = (sae, use_error_term)
-        self.setup()
-
-    def reset_saes(self, hook: str | None = None) -> None:
-        """Remove the SAEs spliced at ``hook`` (``"hook_node_out"``: every step;
-        ``"steps.3.hook_node_out"``: one; ``None``: all) and put the original hook points back."""
-        for name, splice in list(self._sae_splices.items()):
-            if hook is None or hook in (name, name.split(".", 2)[2]):
-                parent, _, attr = name.rpartition(".")
-                setattr(self.get_submodule(parent), attr, splice.original)
-                del self._sae_splices[name]
-        for key in [k for k in self._sae_every_step if hook is None or k == hook]:
-            del self._sae_every_step[key]
-        self.setup()
-
-    @contextmanager
-    def saes(self, saes=(), hook: str | None = None, steps=None, use_error_term: bool = False):
-        """``with model.saes(sae, steps=[2, 3]): ...`` splices ``saes`` (one SAE or a list,
-        see :meth:`add_sae`) for the block and restores the previous splices afterwards, also
-        when the block (or a bad argument) raises."""
-        before, every = dict(self._sae_splices), dict(self._sae_every_step)
-        try:
-            for sae in saes if isinstance(saes, (list, tuple)) else [saes]:
-                self.add_sae(sae, hook, steps, use_error_term)
-            yield self
-        finally:
-            self.reset_saes()
-            for name, splice in before.items():
-                parent, _, attr = name.rpartition(".")
-                setattr(self.get_submodule(parent), attr, splice)
-            self._sae_splices.update(before)
-            self._sae_every_step.update(every)
-            for h, (sae, err) in every.items():  # steps built inside the block
-                for t in range(len(self.steps)):
-                    if f"steps.{t}.{h}" not in self._sae_splices:
-                        self._splice_sae(sae, t, h, err)
-            self.setup()
-
-    def _sae_targets(self, sae, hook, steps) -> tuple[str, list[int], bool]:
-        if not all(hasattr(sae, a) for a in ("encode", "decode", "hook_dict", "cfg")):
-            raise TypeError(f"sae must be a SAELens SAE, got {type(sae).__name__}")
-        if hook is None:
-            hook = getattr(sae.cfg.metadata, "hook_name", None) or "hook_node_out"
-        if not isinstance(hook, str):
-            raise ValueError(f"hook must be a str such as 'hook_node_out', got {hook!r}")
-        if hook.startswith("steps."):  # a full name: steps.{t}.<hook>
-            _, t, rest = (hook.split(".", 2) + ["", ""])[:3]
-            if steps is not None or not t.isdigit():
-                raise ValueError(
-                    f"hook={hook!r}: give a per-step name ('hook_node_out') and steps="
-                )
-            hook, steps = rest, [int(t)]
-        valid = [
-            n
-            for n, m in self.steps[0].named_modules()
-            if isinstance(m, HookPoint) and ".hook_sae_" not in n
-        ]
-        if hook not in valid:
-            close = difflib.get_close_matches(hook, valid, n=3)
-            raise ValueError(
-                f"hook={hook!r} is not a hook point of a processor step"
-                + (f"; did you mean {close}?" if close else f"; valid: {valid}")
-            )
-        trained_on = getattr(getattr(sae.cfg, "metadata", None), "algorithm", None)
-        if trained_on is not None and trained_on != self.cfg.algorithm:
-            raise ValueError(
-                f"the SAE was trained on a {trained_on} model (cfg.metadata.algorithm), "
-                f"this model runs {self.cfg.algorithm}"
-            )
-        d_in, width = getattr(sae.cfg, "d_in", None), self._hook_width(hook)
-        if d_in != width:
-            raise ValueError(f"the SAE has d_in={d_in} but {hook} carries vectors of {width}")
-        every = steps is None
-        if every:
-            targets = list(range(len(self.steps)))
-        else:
-            targets = [steps] if isinstance(steps, int) else list(steps)
-        for t in targets:
-            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(self.steps):
-                raise ValueError(
-                    f"steps contains {t!r}; this model has hook points for steps 0.."
-                    f"{len(self.steps) - 1} (model.ensure_steps(n) builds more)"
-                )
-        return hook, sorted(set(targets)), every
-
-    def _hook_width(self, hook: str) -> int:
-        """The last dimension of what the per-step hook point ``hook`` carries, measured once
-        on a small graph of the model's algorithm (widths differ between hooks and
-        processors: ``hook_node_out`` d_model, ``attn.hook_pattern`` heads, ...)."""
-        if hook not in self._hook_widths:
-            from hooked_nar.data import CLRSDataset
-
-            class _Seen(Exception):  # stops the forward at the first sight of the hook
-                pass
-
-            def record(x: Tensor, hook) -> None:
-                raise _Seen(x.shape[-1])
-
-            graph = CLRSDataset(self.cfg.algorithm, 1, sizes=(3,), seed=0, progress=False)[0]
-            try:
-                with torch.no_grad():
-                    self.run_with_hooks(
-                        graph.to(next(self.parameters()).device),
-                        fwd_hooks=[(f"steps.0.{hook}", record)],
-                    )
-            except _Seen as seen:
-                self._hook_widths[hook] = int(seen.args[0])
-        return self._hook_widths[hook]
-
-    def _splice_sae(self, sae, step: int, hook: str, use_error_term: bool) -> None:
-        parent_name, _, attr = hook.rpartition(".")
-        parent = self.steps[step].get_submodule(parent_name) if parent_name else self.steps[step]
-        current = getattr(parent, attr)
-        original = current.original if isinstance(current, SAESplice) else current
-        splice = SAESplice(sae, original, use_error_term)
-        setattr(parent, attr, splice)
-        self._sae_splices[f"steps.{step}.{hook}"] = splice
-
     # ---------------------------------------------------------------- forward
-    def pointer_index(self, batch) -> Tensor:
+    def pointer_index(self, batch: Batch) -> Int[Tensor, "2 candidates"]:
         """Candidate (i, j) pairs of pointer heads: in-edges of j, or all nodes of j's graph."""
         return complete_pairs(batch.ptr) if self.dense_pointers else batch.edge_index
 
-    def forward(self, batch, return_type: str = "logits"):
-        """``return_type``: ``"logits"`` (NARLogits), ``"loss"`` (scalar) or ``"both"``."""
+    def forward(
+        self, batch: Batch | Data, return_type: Literal["logits", "loss", "both"] = "logits"
+    ) -> NARLogits | Float[Tensor, ""] | tuple[NARLogits, Float[Tensor, ""]]:
+        """``return_type``: ``"logits"`` (NARLogits), ``"loss"`` (scalar) or ``"both"``.
+        ``batch``: a PyG ``Batch`` of graphs of this model's algorithm, or one ``Data``."""
         if return_type not in ("logits", "loss", "both"):
             raise ValueError(f"return_type={return_type!r} must be 'logits', 'loss' or 'both'")
         self._check_batch(batch)
@@ -407,14 +287,14 @@ class HookedNAR(HookedRootModule):
         }
 
     # ------------------------------------------------------------ checkpoints
-    def save_pretrained(self, path, metadata: dict | None = None):
+    def save_pretrained(self, path: str | Path, metadata: dict | None = None) -> Path:
         """Save to ``path`` (``config.json`` + ``model.safetensors``), atomically."""
         return save_model(
             self, path, metadata if metadata is not None else getattr(self, "metadata", None)
         )
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **expected_config) -> HookedNAR:
+    def from_pretrained(cls, name_or_path: str | Path, **expected_config) -> HookedNAR:
         """Load a shipped checkpoint (``"bfs"``, ``"dijkstra"``, ...) or a saved directory.
 
         Keyword arguments (e.g. ``algorithm="bfs"``) must match the stored config.
@@ -426,7 +306,7 @@ class HookedNAR(HookedRootModule):
         return model.eval()
 
     # ------------------------------------------------------------ objectives
-    def loss(self, logits: NARLogits, batch) -> Tensor:
+    def loss(self, logits: NARLogits, batch: Batch) -> Float[Tensor, ""]:
         """Sum over fields of the mean per-field loss; hints only on valid steps (or the
         processor's own loss, when it computed one)."""
         if logits.loss is not None:
@@ -475,7 +355,7 @@ class HookedNAR(HookedRootModule):
             )
 
     @torch.no_grad()
-    def predict(self, batch, hints: bool = False) -> dict[str, Tensor]:
+    def predict(self, batch: Batch | Data, hints: bool = False) -> dict[str, Tensor]:
         """Decoded outputs (and, with ``hints=True``, decoded hints ``[X, S]`` under their names).
 
         Pointers are the parent's index within its graph ``[N]``, comparable to CLRS's ``pi``.
@@ -493,53 +373,3 @@ class HookedNAR(HookedRootModule):
                     f, logits.hints[f.name], batch, logits.pointer_index
                 )
         return out
-
-
-class SAESplice(HookPoint):
-    """A SAELens SAE run in place of one step's hook point (see ``HookedNAR.add_sae``).
-
-    It is itself the hook point of that name and sees what flows on. The SAE is held outside
-    the module tree (its weights are shared by every step and stay out of ``state_dict``);
-    this module owns fresh copies of the SAE's hook points, swapped into the SAE while it
-    runs, so ``steps.{t}.<hook>.hook_sae_acts_post`` belongs to step t alone. With
-    ``use_error_term`` the output is ``x + (recons - clean_recons) + (error' - error)``:
-    bit-identical to ``x`` until a hook edits the SAE's activations or error (SAELens's
-    formula ``recons + error``, arranged to be exact); gradients reach ``x`` through the SAE.
-    """
-
-    def __init__(self, sae, original: HookPoint, use_error_term: bool = False) -> None:
-        super().__init__()
-        self.__dict__["sae"] = sae
-        self.__dict__["original"] = original
-        self.use_error_term = use_error_term
-        for name, hp in sae.hook_dict.items():
-            if "." not in name:
-                setattr(self, name, type(hp)(hp.d_sae) if hasattr(hp, "d_sae") else type(hp)())
-
-    def _run(self, x: Tensor, hooks: dict[str, nn.Module]) -> Tensor:
-        sae = self.sae
-        saved = {name: sae._modules[name] for name in hooks}
-        try:
-            for name, module in hooks.items():
-                setattr(sae, name, module)
-            return sae.decode(sae.encode(x))
-        finally:
-            for name, module in saved.items():
-                setattr(sae, name, module)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Replace ``x`` [N, d_in] by the SAE's reconstruction (plus its error with
-        ``use_error_term``), through the SAE's own hook points."""
-        d_in = self.sae.cfg.d_in
-        if x.shape[-1] != d_in:
-            raise ValueError(
-                f"the SAE at {self.name} has d_in={d_in}, activations have {x.shape[-1]}"
-            )
-        own = {name: self._modules[name] for name in self.sae.hook_dict if name in self._modules}
-        out = self._run(x, own)
-        if self.use_error_term:
-            with torch.no_grad():
-                clean = self._run(x, {name: nn.Identity() for name in own})
-                error = (x - clean).to(out.dtype)
-            out = x.detach().to(out.dtype) + (out - clean) + (self.hook_sae_error(error) - error)
-        return self.hook_sae_output(out)

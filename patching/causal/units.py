@@ -152,8 +152,10 @@ def direction_unit(
 
 
 def _orient(basis: Tensor, d: Tensor) -> Tensor:
-    """Flip each orthonormal row so that it points along the matching input row."""
-    sign = torch.sign((basis * d).sum(1, keepdim=True))
+    """Flip each orthonormal row so that it points along the matching input row (QR's row j
+    spans the first j + 1 input rows; with more input rows than dimensions, the basis has
+    only as many rows as dimensions)."""
+    sign = torch.sign((basis * d[: basis.shape[0]]).sum(1, keepdim=True))
     return basis * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 

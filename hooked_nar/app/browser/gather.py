@@ -3,7 +3,7 @@
 :func:`gather` encodes the held-out (graph, node, step) rows with the SAE once and derives,
 per feature: firing rate, activations, histogram, top and random examples (each with the
 feature's activation at every node and step of its graph), concept scores (the study's own
-:func:`sae.concepts.feature_concept_scores`), concept groups and the decoder direction read
+:func:`sae.concepts.feature_concept_scores`'s AUROC and Spearman), concept groups and the decoder direction read
 through the model's linear node heads (:mod:`hooked_nar.app.browser.decoder_read`). What the
 study decided (causal verdicts, concept baselines) is read from ``results.json`` by
 :mod:`hooked_nar.app.browser.results`.
@@ -12,6 +12,7 @@ study decided (causal verdicts, concept baselines) is read from ``results.json``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,14 +20,21 @@ from jaxtyping import Float
 from torch import Tensor
 
 from hooked_nar.app.browser.decoder_read import decoder_reads
-from hooked_nar.app.browser.results import causal_by_feature, causal_verdicts, study_baselines
+from hooked_nar.app.browser.results import (
+    causal_by_feature,
+    causal_verdicts,
+    strongest_baseline,
+    study_baselines,
+)
+from patching.causal.options import CausalOptions
 
 #: A feature firing on more than this fraction of rows is flagged dense (the threshold of
 #: ``frac_dense`` in :func:`sae.evaluate.reconstruction`).
 DENSE_THRESHOLD = 0.5
-#: A feature belongs to a concept's group when its AUROC for the concept is at least this
-#: (the study's coverage target, :data:`sae.report.TARGET_AUROC`).
-GROUP_AUROC = 0.95
+#: A concept's group: the live features with AUROC at least this for it (the best feature
+#: when none reaches it), the unit the causal tests intervene on
+#: (:class:`patching.causal.options.CausalOptions`).
+GROUP_AUROC = CausalOptions().group_auroc
 #: Top-activating and random-activating examples per feature; histogram bins.
 TOP_EXAMPLES = 8
 RANDOM_EXAMPLES = 4
@@ -56,6 +64,54 @@ def _auroc_from_ranks(ranks: Float[Tensor, "R K"], labels: Tensor) -> Tensor:
     return ((ranks[y].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
 
 
+@dataclass
+class ConceptTable:
+    """The feature x concept statistics the page shows: the values of
+    :func:`sae.concepts.feature_concept_scores` (``auroc`` [F, Cb], ``spearman`` [F, Cs],
+    ``frequency`` [F], ``positive_rate`` [Cb]) without its F1 search, every column ranked once."""
+
+    bool_concepts: list[str]
+    scalar_concepts: list[str]
+    auroc: Tensor
+    spearman: Tensor
+    frequency: Tensor
+    positive_rate: Tensor
+
+
+def concept_table(acts: Float[Tensor, "R F"], labels: dict[str, Tensor]) -> ConceptTable:
+    """:class:`ConceptTable` of ``acts`` against ``labels`` ``{concept: [R]}`` (bool or float)."""
+    from sae.concepts import midranks, pearson
+
+    bools = [c for c, v in labels.items() if v.dtype == torch.bool]
+    scalars = [c for c, v in labels.items() if v.dtype != torch.bool]
+    ranks = midranks(acts)
+    F = acts.shape[1]
+
+    def stack(cols: list[Tensor]) -> Tensor:
+        return torch.stack(cols, 1) if cols else torch.zeros(F, 0)
+
+    return ConceptTable(
+        bools,
+        scalars,
+        stack([_auroc_from_ranks(ranks, labels[c]) for c in bools]),
+        stack([pearson(ranks.float(), midranks(labels[c]).float()) for c in scalars]),
+        (acts > 0).float().mean(0),
+        torch.tensor([float(labels[c].float().mean()) for c in bools]),
+    )
+
+
+def concept_groups(scores: ConceptTable) -> dict[str, list[int]]:
+    """Per boolean concept, the live features with AUROC >= :data:`GROUP_AUROC`, else its
+    best feature (the rule of the causal tests' ``unit="group"``)."""
+    live = scores.frequency > 0
+    out = {}
+    for i, c in enumerate(scores.bool_concepts):
+        a = scores.auroc[:, i].nan_to_num(0.5)
+        feats = torch.nonzero(live & (a >= GROUP_AUROC)).flatten().tolist()
+        out[c] = feats or [int(a.argmax())]
+    return out
+
+
 def computed_baselines(
     rows: Float[Tensor, "R d"], labels: dict[str, Tensor], concepts: list[str], seed: int = 0
 ) -> dict[str, dict]:
@@ -81,14 +137,13 @@ def computed_baselines(
     return out
 
 
-def _graph_cells(index, graph: int) -> tuple[Tensor, int, int]:
-    """Row ids of ``graph`` as a ``[S, n]`` matrix (-1 where no row), S and n."""
+def _graph_cells(index, graph: int) -> Tensor:
+    """Row ids of ``graph`` as a ``[S, n]`` matrix (-1 where no row)."""
     sel = (index.graph == graph).nonzero().flatten()
     steps, nodes = index.step[sel], index.node[sel]
-    S, n = int(steps.max()) + 1, int(nodes.max()) + 1
-    cells = torch.full((S, n), -1, dtype=torch.long)
+    cells = torch.full((int(steps.max()) + 1, int(nodes.max()) + 1), -1, dtype=torch.long)
     cells[steps, nodes] = sel
-    return cells, S, n
+    return cells
 
 
 def graph_drawing(data, cells: Tensor, labels: dict[str, Tensor], directed: bool, seed: int):
@@ -152,13 +207,57 @@ def _best_concept(scores, f: int) -> dict | None:
     return None
 
 
-def _example(index, r: int, kind: str) -> dict:
-    return {
-        "kind": kind,
-        "graph": int(index.graph[r]),
-        "node": int(index.node[r]),
-        "step": int(index.step[r]),
-    }
+def _examples(col: Tensor, index, gen: torch.Generator) -> list[dict]:
+    """The :data:`TOP_EXAMPLES` rows where ``col`` is largest, strongest first, then
+    :data:`RANDOM_EXAMPLES` drawn uniformly from the other rows where it fires."""
+    on = (col > 0).nonzero().flatten()
+    if not on.numel():
+        return []
+    _, top = col.topk(min(TOP_EXAMPLES, int(on.numel())))
+    rest = on[~torch.isin(on, top)]
+    pick = rest[torch.randperm(rest.numel(), generator=gen)[:RANDOM_EXAMPLES]]
+    return [
+        {
+            "kind": kind,
+            "graph": int(index.graph[r]),
+            "node": int(index.node[r]),
+            "step": int(index.step[r]),
+        }
+        for kind, rows in (("top", top), ("random", pick))
+        for r in rows.tolist()
+    ]
+
+
+def _concept_rows(scores: ConceptTable, groups: dict, baselines: dict, verdicts: list) -> list:
+    """One row of the page's concept table per concept: best feature, groups, baselines,
+    verdicts (boolean concepts) or best Spearman (scalar ones)."""
+    rows = []
+    for i, c in enumerate(scores.bool_concepts):
+        j = int(torch.nan_to_num(scores.auroc[:, i], nan=-1.0).argmax())
+        rows.append(
+            {
+                "name": c,
+                "kind": "bool",
+                "positive_rate": _r(scores.positive_rate[i]),
+                "best_feature": j,
+                "best_auroc": _r(scores.auroc[j, i]),
+                "group": groups[c],
+                "baselines": baselines.get(c, {}),
+                "strongest_baseline": strongest_baseline(baselines.get(c, {})),
+                "causal": [v for v in verdicts if v["concept"] == c],
+            }
+        )
+    for i, c in enumerate(scores.scalar_concepts):
+        j = int(scores.spearman[:, i].abs().argmax())
+        rows.append(
+            {
+                "name": c,
+                "kind": "scalar",
+                "best_feature": j,
+                "best_spearman": _r(scores.spearman[j, i]),
+            }
+        )
+    return rows
 
 
 def gather(
@@ -182,7 +281,6 @@ def gather(
 
     from hooked_nar.data.generators import GRAPH_CONVENTIONS
     from sae.activation_store import ActivationStore
-    from sae.concepts import feature_concept_scores
     from sae.evaluate import encode_rows
 
     results = results or {}
@@ -193,7 +291,7 @@ def gather(
     labels = {c: v for c, v in labels.items() if v.unique().numel() > 1}  # as analyse_sae
     acts, _ = encode_rows(sae, rows)
     acts = acts.float()
-    scores = feature_concept_scores(acts, labels)
+    scores = concept_table(acts, labels)
     F = acts.shape[1]
     bools, scalars = scores.bool_concepts, scores.scalar_concepts
 
@@ -211,10 +309,7 @@ def gather(
     mean_when_firing = (acts * firing).sum(0) / firing.sum(0).clamp(min=1)
     max_act = acts.max(0).values
     auroc = scores.auroc  # [F, Cb]
-    groups = {
-        c: [f for f in range(F) if (a := auroc[f, i]) == a and float(a) >= GROUP_AUROC]
-        for i, c in enumerate(bools)
-    }
+    groups = concept_groups(scores)
 
     gen = torch.Generator().manual_seed(seed)
     features, details, used_graphs = [], {}, set()
@@ -235,14 +330,7 @@ def gather(
                 "dense": bool(freq[f] > DENSE_THRESHOLD),
             }
         )
-        on = firing[:, f].nonzero().flatten()
-        examples = []
-        if on.numel():
-            vals, top = col.topk(min(TOP_EXAMPLES, int(on.numel())))
-            examples = [_example(index, int(r), "top") for r in top.tolist()]
-            rest = on[~torch.isin(on, top)]
-            pick = rest[torch.randperm(rest.numel(), generator=gen)[:RANDOM_EXAMPLES]]
-            examples += [_example(index, int(r), "random") for r in pick.tolist()]
+        examples = _examples(col, index, gen)
         details[f] = {
             "id": f,
             "histogram": _histogram(col),
@@ -257,7 +345,7 @@ def gather(
     directed = GRAPH_CONVENTIONS[algorithm].directed
     graphs, cells_of = {}, {}
     for g in sorted(used_graphs):
-        cells, _, _ = _graph_cells(index, g)
+        cells = _graph_cells(index, g)
         cells_of[g] = cells
         graphs[g] = graph_drawing(eval_data[g], cells, labels, directed, seed)
         graphs[g]["study_index"] = None if graph_ids is None else int(graph_ids[g])
@@ -267,31 +355,7 @@ def gather(
             vals = torch.where(cells >= 0, acts[cells.clamp(min=0), f], torch.zeros(()))
             d["acts"][g] = [[_r(v) for v in step] for step in vals.tolist()]
 
-    concepts = []
-    for i, c in enumerate(bools):
-        j = int(torch.nan_to_num(auroc[:, i], nan=-1.0).argmax())
-        concepts.append(
-            {
-                "name": c,
-                "kind": "bool",
-                "positive_rate": _r(scores.positive_rate[i]),
-                "best_feature": j,
-                "best_auroc": _r(auroc[j, i]),
-                "group": groups[c],
-                "baselines": baselines.get(c, {}),
-                "causal": [v for v in verdicts if v["concept"] == c],
-            }
-        )
-    for i, c in enumerate(scalars):
-        j = int(scores.spearman[:, i].abs().argmax())
-        concepts.append(
-            {
-                "name": c,
-                "kind": "scalar",
-                "best_feature": j,
-                "best_spearman": _r(scores.spearman[j, i]),
-            }
-        )
+    concepts = _concept_rows(scores, groups, baselines, verdicts)
 
     study_rows = (
         results.get("sae", {}).get("evaluation", {}).get("reconstruction", {}).get("num_rows")

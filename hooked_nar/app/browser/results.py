@@ -27,14 +27,15 @@ def _get(d: Any, path: tuple[str, ...]) -> Any:
     return d
 
 
-def _numbers(d: Any, prefix: str = "") -> dict[str, float]:
-    """Every finite number in a nested dict, keyed by its path joined with spaces."""
+def _scores(d: Any, prefix: str = "") -> dict[str, float]:
+    """Every finite float in a nested dict, keyed by its path joined with spaces (integers
+    are indices or counts, such as the best neuron's index, not scores)."""
     out: dict[str, float] = {}
     if isinstance(d, dict):
         for k, v in d.items():
-            out.update(_numbers(v, f"{prefix} {k}".strip()))
-    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
-        out[prefix or "value"] = round(float(d), 4)
+            out.update(_scores(v, f"{prefix} {k}".strip()))
+    elif isinstance(d, float) and math.isfinite(d):
+        out[prefix or "value"] = round(d, 4)
     return out
 
 
@@ -44,8 +45,26 @@ def study_baselines(results: dict, concepts: list[str]) -> dict[str, dict[str, f
     for path in BASELINE_KEYS:
         table = _get(results, path)
         if isinstance(table, dict) and any(c in table for c in concepts):
-            return {c: _numbers(table[c]) for c in concepts if c in table}
+            return {c: _scores(table[c]) for c in concepts if c in table}
     return {}
+
+
+#: Entries of a baseline table that are not a baseline to beat: the trained model's own
+#: probe (a reference from the same activations) and the shuffled-label controls and spreads.
+NOT_TO_BEAT = ("probe", "probe control", "control", "sd")
+
+
+def strongest_baseline(baselines: dict[str, float]) -> float | None:
+    """The largest score in ``[0, 1]`` among a concept's baselines, leaving out the entries
+    of :data:`NOT_TO_BEAT` (by name, or by a last word "control" / "sd"); None if none."""
+    kept = [
+        v
+        for k, v in baselines.items()
+        if k.replace("_", " ") not in NOT_TO_BEAT
+        and k.replace("_", " ").split()[-1] not in ("control", "sd")
+        and 0.0 <= v <= 1.0
+    ]
+    return max(kept) if kept else None
 
 
 def _tests(results: dict) -> list[dict]:
@@ -67,7 +86,7 @@ def _features_of(test: dict) -> list[int]:
 def _unit_name(test: dict, features: list[int]) -> str:
     unit = test.get("unit")
     if isinstance(unit, dict):
-        unit = unit.get("kind") or unit.get("name")
+        unit = unit.get("name") or unit.get("kind")
     if isinstance(unit, str):
         return unit
     return "feature" if len(features) == 1 else f"{len(features)} features"

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         metavar="DIR",
         default=None,
-        help="folder for report.md, results.json and figures (default: runs/ALGORITHM)",
+        help="folder for report.md, results.json and figures (default: runs/ALGORITHM); "
+        "an earlier study's report, results, figures and SAE there are replaced",
     )
     parser.add_argument(
         "--checkpoint",

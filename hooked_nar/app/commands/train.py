@@ -22,7 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algorithm", required=True, help="CLRS algorithm (bfs, dijkstra, ...)")
     p.add_argument("--processor", default="mpnn", choices=PROCESSORS)
     p.add_argument("--d-model", type=int, default=128, help="hidden size (default: 128)")
-    p.add_argument("--hint-mode", default="supervised", choices=["none", "supervised", "encoded"])
+    p.add_argument(
+        "--hint-mode",
+        default="encoded",
+        choices=["none", "supervised", "encoded"],
+        help="encoded (default): hints decoded, supervised and re-encoded from the model's own "
+        "soft predictions (no teacher forcing unless --teacher-forcing); supervised: decoded "
+        "and supervised only",
+    )
     p.add_argument(
         "--teacher-forcing",
         type=float,
@@ -37,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     recipe = p.add_argument_group("recipe (see NARConfig and hooked_nar.train.train)")
     recipe.add_argument(
         "--generator",
-        default="er",
-        help="training graphs (a hooked_nar.data generator; default: er)",
+        default="mixed",
+        help="training graphs (a hooked_nar.data generator; default mixed: CLRS-30's sampler "
+        "with p in 0.1..0.9, and sparse ER)",
     )
     recipe.add_argument(
         "--stepwise",

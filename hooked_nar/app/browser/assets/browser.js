@@ -58,19 +58,17 @@
     return el("a", { class: "flink", href: "#feature=" + f }, "f" + f);
   }
 
-  // strongest value among a concept's baselines (the number its AUROC must beat)
+  // the strongest of a concept's baselines (the number its AUROC must beat)
   function strongestBaseline(concept) {
     const c = INDEX.concepts.find((x) => x.name === concept);
-    if (!c || !c.baselines) return null;
-    const vals = Object.values(c.baselines).filter((x) => typeof x === "number" && x >= 0 && x <= 1);
-    return vals.length ? Math.max(...vals) : null;
+    return c && c.strongest_baseline !== undefined ? c.strongest_baseline : null;
   }
 
   // ------------------------------------------------------------------ concepts table
 
   function renderConcepts() {
     const head = el("tr", {}, ...["concept", "positive rate", "best feature", "AUROC",
-      "baselines", "group (AUROC ≥ " + META.group_auroc + ")",
+      "baselines", "group (live, AUROC ≥ " + META.group_auroc + ", else the best)",
       "causal verdict"].map((h) => el("th", {}, h)));
     document.querySelector("#concepts thead").append(head);
     const body = document.querySelector("#concepts tbody");
@@ -79,7 +77,7 @@
       const group = el("td", {});
       (c.group || []).forEach((f, i) => { if (i) group.append(" "); group.append(featureLink(f)); });
       const causal = el("td", {});
-      if (c.causal && c.causal.length) c.causal.forEach((v) => causal.append(verdictSpan(v), " "));
+      if (c.causal && c.causal.length) c.causal.forEach((v) => causal.append(verdictSpan(v), " " + v.unit + " "));
       else causal.append(el("span", { class: "untested" }, "not tested"));
       const score = c.kind === "bool" ? fmt(c.best_auroc) : "ρ " + fmt(c.best_spearman);
       body.append(el("tr", { "data-concept": c.name },

@@ -346,7 +346,7 @@ def _sites(by, S: int, max_n: int) -> list[tuple[int | None, int | None]]:
 def _site_mask(site, S: int, valid_rows: Tensor, local: Tensor) -> Tensor:
     """``[S, R]``: rows patched for one site (``valid_rows[r]``: steps the row's graph has)."""
     t, i = site
-    steps = torch.arange(S)[:, None]
+    steps = torch.arange(S, device=valid_rows.device)[:, None]
     rows = torch.ones_like(local, dtype=torch.bool) if i is None else local == i
     m = rows[None, :] & (steps < valid_rows[None, :])
     if t is not None:
@@ -412,7 +412,7 @@ def usable_gap(clean: Float[Tensor, " G"], corrupt: Float[Tensor, " G"]) -> Bool
 def _normalise(by, table: Tensor, clean: Tensor, corrupt: Tensor, ptr: Tensor) -> Tensor:
     if by == ("step",):  # a step site spans every graph: mean of the per-graph effects
         return normalised_effect(table, clean, corrupt).nanmean(1)
-    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1), ptr.diff())
+    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=ptr.device), ptr.diff())
     return normalised_effect(table, clean, corrupt, graph)
 
 
@@ -629,7 +629,7 @@ def attribution_patching(
             g_t = grad[f"steps.{t}.{h}"]
             delta = (run.acts[h][t] - kept[f"steps.{t}.{h}"].detach()).double()
             c = (
-                torch.zeros(delta.shape[0], dtype=torch.float64)
+                torch.zeros(delta.shape[0], dtype=torch.float64, device=delta.device)
                 if g_t is None
                 else (g_t.double() * delta).reshape(delta.shape[0], -1).sum(1)
             )
@@ -645,7 +645,7 @@ def attribution_patching(
 
             summed = scatter(contrib.nan_to_num().T, graph, 0, dim_size=G, reduce="sum").T
             tables[h] = torch.where(
-                torch.arange(run.S)[:, None] < run.steps[None, :],
+                torch.arange(run.S, device=run.steps.device)[:, None] < run.steps[None, :],
                 base[None, :] + summed,
                 torch.full_like(summed, float("nan")),
             )
