@@ -310,6 +310,9 @@ def test_a_full_run_reports_every_concept_with_specificity_and_is_reproducible(b
     source = tests[0]
     assert source.steering is None and source.steering_verdict == "n/a"  # read from an input
     assert sum(tests[1].sites_per_step) > 0
+    for t in tests:  # feature splitting: the decoder cosines of a group (NaN for one feature)
+        cos = t.unit["decoder_cos_max"]
+        assert (t.unit["size"] < 2 and math.isnan(cos)) or 0 <= cos <= 1 + 1e-6
     table = concept_tests_table(tests, markdown=True)
     assert table.startswith("| concept |") and "| is_visited |" in table
     assert "verdict: " in str(tests[1])

@@ -407,6 +407,7 @@ def _assemble(
             "name": s.unit.name,
             "features": s.unit.features,
             "size": s.unit.size,
+            **_decoder_cosines(s.unit),
         },
         s.negation,
         s.auroc,
