@@ -1,6 +1,7 @@
 """Training throughput of HookedNAR on CPU: optimizer steps per second.
 
-For each processor (``mpnn``, ``triplet_gmpnn``, ``transformer``), d_model 128 and 64, and
+For each processor of the registry (``hooked_nar.model.processors.PROCESSORS``; ``discrete`` in
+its stepwise config, ``hooked_nar.train_discrete.discrete_config``), d_model 128 and 64, and
 the algorithms bfs and dijkstra: batches of 32 graphs of n = 16 from
 ``CLRSDataset(algorithm, ..., sizes=(16,), seed=0)`` through ``CLRSLoader(batch_size=32,
 shuffle=True, seed=0)``, one training step = ``model(batch, return_type="loss")``, backward,
@@ -44,10 +45,11 @@ import torch
 
 from hooked_nar.data import CLRSDataset, CLRSLoader
 from hooked_nar.model import HookedNAR, NARConfig
+from hooked_nar.model.processors import PROCESSORS
 from hooked_nar.stepwise import stepwise_loss
 from hooked_nar.train import TRAIN_SIZES
+from hooked_nar.train_discrete import discrete_config
 
-PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
 ALGORITHMS = ("bfs", "dijkstra")
 BATCH_SIZE = 32
 N = 16
@@ -85,7 +87,11 @@ def main(argv=None) -> None:
     configs = []
     for algorithm, processor, d_model in itertools.product(ALGORITHMS, PROCESSORS, d_models):
         torch.manual_seed(0)
-        model = HookedNAR(NARConfig(algorithm, d_model=d_model, processor=processor)).train()
+        if processor == "discrete":
+            config = discrete_config(algorithm, d_model=d_model)
+        else:
+            config = NARConfig(algorithm, d_model=d_model, processor=processor)
+        model = HookedNAR(config).train()
         # Build the hook points of every step these batches need, outside the timing.
         model.ensure_steps(max(int(b.length.max()) - 1 for b in batches[algorithm]))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from hooked_nar.algorithms import run
 from hooked_nar.data import collate
 from hooked_nar.data.convert import trajectory_to_data
 from hooked_nar.data.generators import GRAPH_CONVENTIONS, erdos_renyi
+from hooked_nar.evaluate import evaluate
 from hooked_nar.model import HookedNAR, NARConfig
 from hooked_nar.model.hook_layout import LayerHooks
 from hooked_nar.model.processors import (
@@ -19,6 +22,7 @@ from hooked_nar.model.processors import (
     processor_class,
     triplet_gmpnn,
 )
+from hooked_nar.train_discrete import discrete_config, train_discrete
 from tests.model_helpers import small_batch, small_model
 
 
@@ -159,3 +163,58 @@ def test_discrete_works_with_an_sae_and_with_interventions():
 def test_discrete_rejects_what_it_cannot_run(kw, match):
     with pytest.raises(ValueError, match=match):
         NARConfig(**{"algorithm": "bfs", "processor": "discrete", **kw})
+
+
+# ------------------------------------------------------- training a discrete model (the CLI)
+
+
+def test_train_cli_trains_a_resumable_discrete_checkpoint(tmp_path, capsys):
+    from hooked_nar.app.cli import main as cli_main
+
+    out = tmp_path / "bfs"
+    argv = ["train", "--processor", "discrete", "--algorithm", "bfs", "--out", str(out),
+            "--num-train", "48", "--batch-size", "8", "--eval-every", "20"]
+    assert cli_main([*argv, "--steps", "40"]) == 0
+    model = HookedNAR.from_pretrained(out / "best")
+    assert (model.cfg.processor, model.cfg.d_model, model.cfg.teacher_forcing) == ("discrete", 16, 1.0)
+    history = json.loads((out / "history.json").read_text())
+    assert np.mean(history["loss"][-5:]) < 0.5 * np.mean(history["loss"][:5])
+    # the checkpoint computes BFS better than the untrained model of the same config
+    data = [trajectory_to_data(t) for t in _clrs_graphs("bfs", sizes=(6, 10))]
+    untrained = HookedNAR(discrete_config("bfs"))
+    trained, chance = evaluate(model, data), evaluate(untrained, data)
+    assert trained["graph_accuracy"] > chance["graph_accuracy"] + 0.2
+    # resuming continues the same run (history of 60 steps, not a fresh one)
+    assert cli_main([*argv, "--steps", "60"]) == 0
+    assert json.loads((out / "history.json").read_text())["step"] == list(range(1, 61))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--processor", "nope"], "--processor 'nope' is unknown; valid: mpnn"),
+    (["--processor", "discrete", "--stepwise"], "--stepwise does not apply to --processor discrete"),
+    (["--processor", "discrete", "--generator", "er"], "--generator does not apply"),
+    (["--processor", "discrete", "--algorithm", "dfs"], "processor='discrete' supports"),
+])
+def test_train_cli_bad_discrete_arguments_are_one_line_errors(extra, message, tmp_path, capsys,
+                                                             monkeypatch):
+    import hooked_nar.train
+    from hooked_nar.app.cli import main as cli_main
+
+    monkeypatch.setattr(hooked_nar.train, "train", lambda *a, **k: pytest.fail("work started"))
+    argv = ["train", "--algorithm", "bfs", "--out", str(tmp_path / "r")]
+    for i in range(0, len(extra), 2):
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i : i + 2]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_train_discrete_refuses_a_config_that_does_not_train_stepwise():
+    with pytest.raises(ValueError, match="config.processor must be 'discrete'"):
+        train_discrete(NARConfig("bfs", d_model=8), steps=1)
+    cfg = NARConfig("bfs", d_model=8, processor="discrete", hint_mode="supervised")
+    with pytest.raises(ValueError, match="teacher_forcing=1.0"):
+        train_discrete(cfg, steps=1)

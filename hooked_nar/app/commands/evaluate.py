@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split",
         action="append",
-        help="with --table: only this benchmark split (repeatable; see hooked_nar.evaluate)",
+        help="with --table: only this benchmark split (repeatable; also the opt-in "
+        "'CLRS-30 ER p=0.5 n=160' and 'sparse ER n=1000'; see hooked_nar.evaluate)",
     )
     p.add_argument("--json", help="with --table: also write the results (with intervals) here")
     p.add_argument("--generator", default="er", help="graph generator: er, ws, delaunay, ...")

@@ -1,6 +1,8 @@
-"""``hooked-nar train``: train a HookedNAR into a folder (resumable; :func:`hooked_nar.train.train`).
+"""``hooked-nar train``: train a HookedNAR into a folder (resumable; :func:`hooked_nar.train.train`,
+or :func:`hooked_nar.train_discrete.train_discrete` for ``--processor discrete``).
 
     hooked-nar train --algorithm bfs --steps 2000 --out runs/train/bfs
+    hooked-nar train --processor discrete --algorithm bfs --steps 600 --out runs/discrete/bfs
 
 Writes ``OUT/best`` and ``OUT/last`` (safetensors + JSON), ``OUT/history.json`` and
 ``OUT/learning_curve.png``; prints the best validation score as JSON.
@@ -14,14 +16,41 @@ from hooked_nar.app.common import UsageError, output_dir
 
 HELP = "train a HookedNAR (see `hooked-nar train --help`)"
 DESCRIPTION = "Train a HookedNAR on a CLRS algorithm (CPU friendly)."
-PROCESSORS = ("mpnn", "triplet_gmpnn", "transformer")
+
+#: Defaults of the options that depend on the processor: (other processors, ``discrete``).
+PROCESSOR_DEFAULTS = {
+    "d_model": (128, 16),
+    "steps": (2000, 600),
+    "lr": (1e-3, 3e-3),
+    "num_train": (4000, 2000),
+    "eval_every": (250, 100),
+}
+#: Options of the recurrent recipe that a discrete model (trained stepwise on true hints)
+#: does not take, with their defaults.
+NOT_DISCRETE = {
+    "hint_mode": "encoded",
+    "teacher_forcing": 0.0,
+    "global_readout": False,
+    "generator": "mixed",
+    "stepwise": False,
+    "no_hidden_recurrence": False,
+    "hint_feedback": None,
+    "xavier_scalars": False,
+    "randomise_positions": False,
+    "grad_clip": 1.0,
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``hooked-nar train``."""
     p.add_argument("--algorithm", required=True, help="CLRS algorithm (bfs, dijkstra, ...)")
-    p.add_argument("--processor", default="mpnn", choices=PROCESSORS)
-    p.add_argument("--d-model", type=int, default=128, help="hidden size (default: 128)")
+    p.add_argument(
+        "--processor",
+        default="mpnn",
+        help="a processor of hooked_nar.model.processors (default: mpnn; discrete: DNAR's "
+        "discrete states, trained stepwise on the true hints, without the recipe options)",
+    )
+    p.add_argument("--d-model", type=int, default=None, help="hidden size (default: 128; discrete 16)")
     p.add_argument(
         "--hint-mode",
         default="encoded",
@@ -69,12 +98,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     recipe.add_argument(
         "--grad-clip", type=float, default=1.0, help="gradient-norm clip (0: none; default 1)"
     )
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default: 2000)")
-    p.add_argument("--batch-size", type=int, default=32, help="graphs per step (default: 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--num-train", type=int, default=4000, help="training graphs (default: 4000)")
     p.add_argument(
-        "--eval-every", type=int, default=250, help="steps between validations (default: 250)"
+        "--steps", type=int, default=None, help="optimiser steps (default: 2000; discrete 600)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="graphs per step (default: 32)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="Adam learning rate (default: 1e-3; discrete 3e-3)"
+    )
+    p.add_argument(
+        "--num-train", type=int, default=None, help="training graphs (default: 4000; discrete 2000)"
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="steps between validations (default: 250; discrete 100)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of model and data (default: 0)")
     p.add_argument(
@@ -84,15 +122,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    """One-line UsageError for the first bad argument, before any work."""
+    """One-line UsageError for the first bad argument, before any work; fills in the
+    defaults that depend on ``--processor``."""
     import math
 
     from hooked_nar.algorithms import ALGORITHMS
+    from hooked_nar.model.processors import PROCESSORS
 
     if args.algorithm not in ALGORITHMS:
         raise UsageError(
             f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: {', '.join(ALGORITHMS)}"
         )
+    if args.processor not in PROCESSORS:
+        raise UsageError(
+            f"--processor {args.processor!r} is unknown; valid: {', '.join(PROCESSORS)}"
+        )
+    discrete = args.processor == "discrete"
+    if discrete:
+        for flag, default in NOT_DISCRETE.items():
+            if getattr(args, flag) != default:
+                raise UsageError(
+                    f"--{flag.replace('_', '-')} does not apply to --processor discrete "
+                    "(it trains stepwise on the true hints)"
+                )
+    for flag, defaults in PROCESSOR_DEFAULTS.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, defaults[discrete])
     for flag in ("d_model", "steps", "batch_size", "num_train", "eval_every"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -141,6 +196,21 @@ def _train(args: argparse.Namespace, out):
     from hooked_nar.model import NARConfig
     from hooked_nar.train import train
 
+    if args.processor == "discrete":
+        from hooked_nar.train_discrete import discrete_config, train_discrete
+
+        _, history = train_discrete(
+            discrete_config(args.algorithm, d_model=args.d_model, seed=args.seed),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            num_train=args.num_train,
+            eval_every=args.eval_every,
+            out=out,
+            resume=not args.no_resume,
+            data_seed=args.seed,
+        )
+        return history
     cfg = NARConfig(
         args.algorithm,
         d_model=args.d_model,
