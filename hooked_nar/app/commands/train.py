@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a processor of hooked_nar.model.processors (default: mpnn; discrete: DNAR's "
         "discrete states, trained stepwise on the true hints, without the recipe options)",
     )
-    p.add_argument("--d-model", type=int, default=None, help="hidden size (default: 128; discrete 16)")
+    p.add_argument(
+        "--d-model", type=int, default=None, help="hidden size (default: 128; discrete 16)"
+    )
     p.add_argument(
         "--hint-mode",
         default="encoded",
@@ -196,20 +198,21 @@ def _train(args: argparse.Namespace, out):
     from hooked_nar.model import NARConfig
     from hooked_nar.train import train
 
+    common = {  # the loop's options every processor shares
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "num_train": args.num_train,
+        "eval_every": args.eval_every,
+        "out": out,
+        "resume": not args.no_resume,
+        "data_seed": args.seed,
+    }
     if args.processor == "discrete":
         from hooked_nar.train_discrete import discrete_config, train_discrete
 
-        _, history = train_discrete(
-            discrete_config(args.algorithm, d_model=args.d_model, seed=args.seed),
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            num_train=args.num_train,
-            eval_every=args.eval_every,
-            out=out,
-            resume=not args.no_resume,
-            data_seed=args.seed,
-        )
+        config = discrete_config(args.algorithm, d_model=args.d_model, seed=args.seed)
+        _, history = train_discrete(config, **common)
         return history
     cfg = NARConfig(
         args.algorithm,
@@ -225,14 +228,7 @@ def _train(args: argparse.Namespace, out):
     )
     _, history = train(
         cfg,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        num_train=args.num_train,
-        eval_every=args.eval_every,
-        out=out,
-        resume=not args.no_resume,
-        data_seed=args.seed,
+        **common,
         generator=args.generator,
         stepwise=args.stepwise,
         randomise_positions=args.randomise_positions,
