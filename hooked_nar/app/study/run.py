@@ -17,6 +17,7 @@ from pathlib import Path
 from hooked_nar.app.common import PROG
 from hooked_nar.app.study.browser import stage_browser
 from hooked_nar.app.study.causal import stage_causal
+from hooked_nar.app.study.circuit import CIRCUIT_DIR, stage_circuit
 from hooked_nar.app.study.context import Section, StudyContext, markdown_table
 from hooked_nar.app.study.data import stage_data
 from hooked_nar.app.study.model import stage_model
@@ -108,8 +109,8 @@ _RUN_FILES = ("report.md", "results.json", "*.png")
 
 
 def clear_previous_run(out: Path, keep: Path | None = None) -> list[Path]:
-    """Remove what an earlier study left in ``out``: its report, results, PNGs, SAE and
-    browser folders (only when ``out/results.json`` is a study's), and the temporary files
+    """Remove what an earlier study left in ``out``: its report, results, PNGs, SAE,
+    circuit and browser folders (only when ``out/results.json`` is a study's), and the temporary files
     of killed writers (:func:`hooked_nar.atomic.remove_stale_temporaries`). ``keep``: a path not to
     remove (the ``--sae`` being reused). Returns the paths removed."""
     import json
@@ -126,7 +127,7 @@ def clear_previous_run(out: Path, keep: Path | None = None) -> list[Path]:
         return removed
     keep = None if keep is None else keep.resolve()
     candidates = [p for pattern in _RUN_FILES for p in sorted(out.glob(pattern))]
-    candidates += [out / d for d in ("sae", BROWSER_DIR) if (out / d).is_dir()]
+    candidates += [out / d for d in ("sae", CIRCUIT_DIR, BROWSER_DIR) if (out / d).is_dir()]
     for path in candidates:
         if keep is not None and (path.resolve() == keep or keep.is_relative_to(path.resolve())):
             continue
@@ -157,7 +158,8 @@ def _sigterm_as_interrupt():
 
 
 def run_study(args: argparse.Namespace) -> StudyContext:
-    """Run every stage of :data:`STAGES` (then :func:`stage_browser` with ``args.browser``)
+    """Run every stage of :data:`STAGES` (then :func:`stage_circuit` with ``args.circuit``,
+    :func:`stage_browser` with ``args.browser``)
     for validated ``args``; returns the context."""
     ctx = StudyContext(
         args=args,
@@ -167,7 +169,11 @@ def run_study(args: argparse.Namespace) -> StudyContext:
     )
     given_sae = getattr(args, "sae", None)
     clear_previous_run(ctx.out, keep=None if given_sae is None else Path(given_sae))
-    stages = [*STAGES, stage_browser] if getattr(args, "browser", False) else STAGES
+    stages = [
+        *STAGES,
+        *([stage_circuit] if getattr(args, "circuit", False) else []),
+        *([stage_browser] if getattr(args, "browser", False) else []),
+    ]
     with _sigterm_as_interrupt():
         for stage in stages:
             t0 = time.perf_counter()
