@@ -42,10 +42,9 @@ def stage_circuit(ctx: StudyContext) -> Section:
     from patching.circuits.report import write_report
 
     a = ctx.args
-    command = shlex.join([PROG, "circuit", "--algorithm", ctx.algorithm, "--quick"])
-    command += f" --seed {a.seed}" + (
-        "" if a.checkpoint is None else f" --checkpoint {a.checkpoint}"
-    )
+    given = [] if a.checkpoint is None else ["--checkpoint", str(a.checkpoint)]
+    argv = ["circuit", "--algorithm", ctx.algorithm, *given, "--quick", "--seed", str(a.seed)]
+    command = shlex.join([PROG, *argv])
     ctx.log(f"circuit: {command}")
     options = CircuitOptions(ctx.algorithm, seed=a.seed, **QUICK_OPTIONS)
     start = time.perf_counter()
