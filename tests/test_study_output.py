@@ -64,7 +64,8 @@ def test_a_stopped_run_says_so_and_an_unfinished_one_does_not_say_running(tmp_pa
         seen["results"] = json.loads((ctx.out / "results.json").read_text())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(study_pipeline, "STAGES", [study_pipeline.STAGES[0], interrupted])
+    # run_study reads STAGES where it is defined
+    monkeypatch.setattr(study_pipeline.run, "STAGES", [study_pipeline.STAGES[0], interrupted])
     out = tmp_path / "run"
     assert main([*QUICK_DATA_ONLY, "-o", str(out)]) == 130
     # while the second stage ran, the report said what finished, not that it is running

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from patching.circuits.ablation import ABLATIONS, AblationRuns
     from patching.circuits.components import Component, Components, unrolled_data_flow
     from patching.circuits.discovery import (
+        QUICK_OPTIONS,
         CircuitOptions,
         CircuitResult,
         counterfactual_pairs,
         discover_circuit,
+        has_pointer_output,
     )
     from patching.circuits.faithfulness import (
         FaithfulnessCurve,

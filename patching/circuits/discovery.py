@@ -55,6 +55,29 @@ DEFAULT_KIND = {"bfs": "move_source", "dfs": "move_source"}
 METHODS = {"tied": ("eap", "eap_ig", "exact", "mask"), "step": ("eap", "eap_ig", "exact")}
 
 
+#: Sizes of a quick run (``hooked-nar circuit --quick``, the study's circuit stage): small,
+#: but every part of :func:`discover_circuit`.
+QUICK_OPTIONS: dict[str, Any] = {
+    "num_graphs": 4,
+    "eval_graphs": 6,
+    "edge_graphs": 1,
+    "num_random": 3,
+    "ig_steps": 2,
+    "fractions": (0.0, 0.1, 0.2, 1.0),
+    "granularities": ("tied",),
+    "judged": ("tied",),
+    "mask_steps": 10,
+}
+
+
+def has_pointer_output(algorithm: str) -> bool:
+    """Whether ``algorithm`` has the pointer output ``pi`` that circuits are scored on."""
+    from hooked_nar.algorithms import SPECS
+
+    spec = SPECS.get(algorithm, {})
+    return "pi" in spec and spec["pi"].stage == "output"
+
+
 @dataclass
 class CircuitOptions:
     """Everything that decides a circuit run (defaults: a few minutes of one CPU core).

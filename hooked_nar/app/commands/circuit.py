@@ -23,19 +23,6 @@ from hooked_nar.app.common import PROG, UsageError
 HELP = "circuit discovery: EAP / EAP-IG / exact patching, faithfulness (see `hooked-nar circuit --help`)"
 DESCRIPTION = "Find and judge circuits of the unrolled processor of HookedNAR checkpoints."
 
-#: Settings of ``--quick`` (what the tests run): small, but every stage.
-QUICK = {
-    "num_graphs": 4,
-    "eval_graphs": 6,
-    "edge_graphs": 1,
-    "num_random": 3,
-    "ig_steps": 2,
-    "fractions": (0.0, 0.1, 0.2, 1.0),
-    "granularities": ("tied",),
-    "judged": ("tied",),
-    "mask_steps": 10,
-}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``hooked-nar circuit``."""
@@ -96,12 +83,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, run every algorithm, write the reports (and the overlap of two); exit code."""
     from hooked_nar.algorithms import SPECS
+    from patching.circuits.discovery import has_pointer_output
 
     algorithms = list(dict.fromkeys(args.algorithm))
     for alg in algorithms:
         if alg not in SPECS:
             raise UsageError(f"--algorithm {alg!r} is unknown; valid: {', '.join(SPECS)}")
-        if "pi" not in SPECS[alg] or SPECS[alg]["pi"].stage != "output":
+        if not has_pointer_output(alg):
             raise UsageError(f"--algorithm {alg!r} has no pointer output pi to score circuits on")
     if args.checkpoint is not None and len(algorithms) != 1:
         raise UsageError("--checkpoint needs exactly one --algorithm")
@@ -128,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hooked_nar.atomic import write_text_atomic
     from hooked_nar.model import HookedNAR
-    from patching.circuits.discovery import CircuitOptions, discover_circuit
+    from patching.circuits.discovery import QUICK_OPTIONS, CircuitOptions, discover_circuit
     from patching.circuits.report import (
         circuit_overlap,
         overlap_markdown,
@@ -148,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     sizes["granularities"] = tuple(dict.fromkeys(args.granularity + args.judge))
     sizes["judged"] = tuple(args.judge)
     if args.quick:
-        sizes |= QUICK
+        sizes |= QUICK_OPTIONS
     results, models = {}, {}
     for alg in tqdm(algorithms, desc="circuits", disable=args.no_progress or len(algorithms) == 1):
         try:

@@ -29,7 +29,8 @@ DESCRIPTION = (
     "run_with_cache activations, a prediction-vs-truth figure); sae (train an SAE on "
     "hook_node_out through SAELens, evaluate it, find the feature of every concept, "
     "beside linear probes); causal (ablate and steer every concept feature beside "
-    "frequency-matched features and random directions). The last three need a "
+    "frequency-matched features and random directions); with --circuit, circuit "
+    "(hooked-nar circuit --quick on the checkpoint). The model, sae, causal and circuit stages need a "
     "checkpoint (shipped for bfs, dfs, dijkstra, mst_prim, bellman_ford). Writes "
     "OUTPUT/report.md, OUTPUT/results.json, the SAE (OUTPUT/sae) and PNG figures, each "
     "atomically, after every stage."
@@ -143,6 +144,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quick", action="store_true", help="few small graphs, for a smoke test in seconds"
+    )
+    parser.add_argument(
+        "--circuit",
+        action="store_true",
+        help="after the causal tests, find and judge circuits of the checkpoint as "
+        "`hooked-nar circuit --quick` does (EAP, EAP-IG, exact patching, faithfulness); "
+        "its report and PNGs in OUTPUT/circuit",
     )
     parser.add_argument(
         "--browser",
