@@ -10,7 +10,14 @@ from hooked_nar.algorithms import bfs as _bfs  # noqa: F401
 from hooked_nar.algorithms import depth_first as _depth_first  # noqa: F401
 from hooked_nar.algorithms import mst as _mst  # noqa: F401
 from hooked_nar.algorithms import shortest_paths as _shortest_paths  # noqa: F401
-from hooked_nar.algorithms.registry import get_algorithm, run, run_many
+from hooked_nar.algorithms.registry import (
+    Algorithm,
+    GraphConvention,
+    get_algorithm,
+    registered_algorithms,
+    run,
+    run_many,
+)
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS, FieldSpec
 from hooked_nar.algorithms.trajectory import Trajectory
 
@@ -31,11 +38,14 @@ ALGORITHMS: tuple[str, ...] = (
 
 __all__ = [
     "ALGORITHMS",
+    "Algorithm",
+    "GraphConvention",
     "CATEGORIES",
     "SPECS",
     "FieldSpec",
     "Trajectory",
     "get_algorithm",
+    "registered_algorithms",
     "run",
     "run_many",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hooked_nar.algorithms.registry import register
+from hooked_nar.algorithms.registry import GraphConvention, register
 
 
 @njit(cache=True)
@@ -34,7 +34,13 @@ def _bfs(A, s):
     return reach_h[:t], pi_h[:t], pi
 
 
-@register("bfs")
+@register(
+    "bfs",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=False, self_loops=True),
+    triplet_gmpnn=0.9973,
+    trajectory_hint="reach_h",
+    prediction_hint=("reach_h", None),
+)
 def bfs(A: np.ndarray, s: int):
     """BFS on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints stacked
     [T, ...]. Called by :func:`run`."""

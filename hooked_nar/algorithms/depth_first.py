@@ -41,7 +41,7 @@ import math
 import numpy as np
 from numba import njit
 
-from hooked_nar.algorithms.registry import register
+from hooked_nar.algorithms.registry import GraphConvention, register
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS
 
 _TICK = 0.01  # CLRS's time step (also articulation_points' child-count step)
@@ -205,7 +205,13 @@ def _dfs(A, H):
 _DFS_FIELDS = (*_COMMON, "pi_h", "d", "f", "time")
 
 
-@register("dfs")
+@register(
+    "dfs",
+    graph=GraphConvention(directed=True, acyclic=False, weighted=False, self_loops=True),
+    triplet_gmpnn=0.4779,
+    trajectory_hint="color",
+    prediction_hint=("color", "black"),
+)
 def dfs(A: np.ndarray, s: int):
     """DFS on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints stacked
     [T, ...]; ``s`` is unused. Called by :func:`run`."""
@@ -234,7 +240,11 @@ def _scc(A, H):
 _SCC_FIELDS = (*_COMMON, "scc_id_h", "d", "f", "time")
 
 
-@register("strongly_connected_components")
+@register(
+    "strongly_connected_components",
+    graph=GraphConvention(directed=True, acyclic=False, weighted=False, self_loops=True),
+    dense_pointers=True,
+)
 def strongly_connected_components(A: np.ndarray, s: int):
     """Kosaraju's SCC on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
     hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
@@ -311,7 +321,12 @@ def _topological_sort(A, H):
 _TOPO_FIELDS = (*_COMMON, "topo_h", "topo_head_h")
 
 
-@register("topological_sort")
+@register(
+    "topological_sort",
+    graph=GraphConvention(directed=True, acyclic=True, weighted=False, self_loops=False),
+    dense_pointers=True,
+    triplet_gmpnn=0.8727,
+)
 def topological_sort(A: np.ndarray, s: int):
     """DFS topological sort on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's
     names, hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
@@ -441,7 +456,10 @@ def _lowlink_run(A, bridges):
     return _hints(fields, H, T), is_cut, is_bridge
 
 
-@register("articulation_points")
+@register(
+    "articulation_points",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=False, self_loops=True),
+)
 def articulation_points(A: np.ndarray, s: int):
     """articulation points (Tarjan) on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in
     CLRS's names, hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
@@ -449,7 +467,10 @@ def articulation_points(A: np.ndarray, s: int):
     return hints, {"is_cut": is_cut}
 
 
-@register("bridges")
+@register(
+    "bridges",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=False, self_loops=True),
+)
 def bridges(A: np.ndarray, s: int):
     """bridges (Tarjan) on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
     hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""

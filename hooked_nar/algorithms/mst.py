@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hooked_nar.algorithms.registry import register
+from hooked_nar.algorithms.registry import GraphConvention, register
 
 # ---------------------------------------------------------------- Kruskal
 
@@ -292,7 +292,11 @@ def _kruskal(eu, ev, pi_h, in_mst_h, u_h, v_h, ru_h, rv_h, mu_h, mv_h, phase_h):
     return in_mst
 
 
-@register("mst_kruskal")
+@register(
+    "mst_kruskal",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=True, self_loops=True),
+    dense_pointers=True,
+)
 def mst_kruskal(A: np.ndarray, s: int):
     """Kruskal's MST on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
     hints stacked [T, ...]; ``s`` is unused. Called by :func:`run`."""
@@ -391,7 +395,13 @@ def _greedy_tree(A, s, path_lengths):
     return pi_h[:t], key_h[:t], mark_h[:t], in_queue_h[:t], u_h[:t], pi
 
 
-@register("mst_prim")
+@register(
+    "mst_prim",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=True, self_loops=True),
+    triplet_gmpnn=0.8639,
+    trajectory_hint="mark",
+    prediction_hint=("mark", None),
+)
 def mst_prim(A: np.ndarray, s: int):
     """Prim's MST on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints
     stacked [T, ...]. Called by :func:`run`."""

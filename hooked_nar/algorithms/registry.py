@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,14 +16,40 @@ from hooked_nar.algorithms.trajectory import Trajectory
 TraceFn = Callable[[np.ndarray, int], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
 
 
+class GraphConvention(NamedTuple):
+    """How the CLRS sampler of an algorithm draws its graphs.
+
+    Verified against the CLRS reference data: undirected ones are symmetric, DAG ones are
+    acyclic with an empty diagonal, all others have random self-loops, unweighted ones hold
+    weight 1, weighted ones uniform weights in (0, 1).
+    """
+
+    directed: bool
+    acyclic: bool
+    weighted: bool
+    self_loops: bool  # whether A[i, i] may be nonzero (CLRS ER graphs: yes unless acyclic)
+
+
 @dataclass(frozen=True)
 class Algorithm:
-    """A registered CLRS algorithm: its name, trace function and whether negative weights are
-    allowed."""
+    """A registered CLRS algorithm: the one record of its facts, declared by :func:`register`
+    beside its trace function; the per-algorithm tables elsewhere are views of these records."""
 
     name: str
     trace: TraceFn
+    graph: GraphConvention  # how CLRS draws its graphs (``data.GRAPH_CONVENTIONS``)
     negative_weights: bool = False  # whether negative edge weights are allowed
+    # Pointers that may point to nodes that are not in-neighbours (topological order links,
+    # union-find parents, SCC representatives): the model's pointer heads score every node.
+    dense_pointers: bool = False
+    # Triplet-GMPNN's published CLRS-30 OOD score of the main output, as a fraction (Ibarz et
+    # al. 2022, "A Generalist Neural Algorithmic Learner", LoG 2022); None where none is quoted.
+    triplet_gmpnn: float | None = None
+    # Node hint drawn as the trajectory in the study's data stage (None: the study picks one).
+    trajectory_hint: str | None = None
+    # (node hint, class name for a categorical hint) compared with the model's predictions
+    # (None: the study picks one).
+    prediction_hint: tuple[str, str | None] | None = None
 
     @property
     def needs_source(self) -> bool:
@@ -34,16 +61,40 @@ class Algorithm:
 _REGISTRY: dict[str, Algorithm] = {}
 
 
-def register(name: str, *, negative_weights: bool = False) -> Callable[[TraceFn], TraceFn]:
-    """Decorator that registers a trace function under a CLRS algorithm name."""
+def register(
+    name: str,
+    *,
+    graph: GraphConvention,
+    negative_weights: bool = False,
+    dense_pointers: bool = False,
+    triplet_gmpnn: float | None = None,
+    trajectory_hint: str | None = None,
+    prediction_hint: tuple[str, str | None] | None = None,
+) -> Callable[[TraceFn], TraceFn]:
+    """Decorator that registers a trace function under a CLRS algorithm name, with the
+    algorithm's facts (see :class:`Algorithm`)."""
     if name not in SPECS:
         raise KeyError(f"{name!r} is not a CLRS algorithm with a spec")
 
     def deco(fn: TraceFn) -> TraceFn:
-        _REGISTRY[name] = Algorithm(name, fn, negative_weights)
+        _REGISTRY[name] = Algorithm(
+            name,
+            fn,
+            graph,
+            negative_weights=negative_weights,
+            dense_pointers=dense_pointers,
+            triplet_gmpnn=triplet_gmpnn,
+            trajectory_hint=trajectory_hint,
+            prediction_hint=prediction_hint,
+        )
         return fn
 
     return deco
+
+
+def registered_algorithms() -> dict[str, Algorithm]:
+    """Every registered :class:`Algorithm` by name (a copy)."""
+    return dict(_REGISTRY)
 
 
 def get_algorithm(name: str) -> Algorithm:

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from hooked_nar.algorithms.mst import _greedy_tree
-from hooked_nar.algorithms.registry import register
+from hooked_nar.algorithms.registry import GraphConvention, register
 
 # ---------------------------------------------------------------- Bellman-Ford
 
@@ -68,7 +68,12 @@ def _bellman_ford(A, s):
     return -1, d_h, msk_h, pi_h, pi
 
 
-@register("bellman_ford", negative_weights=True)
+@register(
+    "bellman_ford",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=True, self_loops=True),
+    negative_weights=True,
+    triplet_gmpnn=0.9739,
+)
 def bellman_ford(A: np.ndarray, s: int):
     """Bellman-Ford on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
     hints stacked [T, ...]; ValueError on a negative cycle reachable from ``s``. Called by
@@ -84,7 +89,13 @@ def bellman_ford(A: np.ndarray, s: int):
 # ---------------------------------------------------------------- Dijkstra
 
 
-@register("dijkstra")
+@register(
+    "dijkstra",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=True, self_loops=True),
+    triplet_gmpnn=0.9605,
+    trajectory_hint="mark",
+    prediction_hint=("mark", None),
+)
 def dijkstra(A: np.ndarray, s: int):
     """Dijkstra on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names, hints
     stacked [T, ...]. Called by :func:`run`."""
@@ -370,7 +381,12 @@ def _dag_shortest_paths(A, s):
     )
 
 
-@register("dag_shortest_paths", negative_weights=True)
+@register(
+    "dag_shortest_paths",
+    graph=GraphConvention(directed=True, acyclic=True, weighted=True, self_loops=False),
+    negative_weights=True,
+    dense_pointers=True,
+)
 def dag_shortest_paths(A: np.ndarray, s: int):
     """DAG shortest paths on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's
     names, hints stacked [T, ...]. Called by :func:`run`."""
@@ -434,7 +450,11 @@ def _floyd_warshall(A):
     return D_h, msk_h, Pi_h, k_h, Pi, negative_cycle
 
 
-@register("floyd_warshall", negative_weights=True)
+@register(
+    "floyd_warshall",
+    graph=GraphConvention(directed=False, acyclic=False, weighted=True, self_loops=True),
+    negative_weights=True,
+)
 def floyd_warshall(A: np.ndarray, s: int):
     """Floyd-Warshall on weights ``A`` [n, n] from ``s`` -> ``(hints, outputs)`` in CLRS's names,
     hints stacked [T, ...]; ``s`` is unused, ValueError on a negative cycle. Called by

@@ -21,10 +21,11 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from hooked_nar.algorithms import ALGORITHMS, GraphConvention, get_algorithm
 from hooked_nar.algorithms.specs import SPECS
 
 __all__ = [
@@ -289,31 +290,9 @@ def complete(n: int, *, options: _Options) -> np.ndarray:
 # Per-algorithm conventions of the CLRS samplers.
 
 
-class GraphConvention(NamedTuple):
-    """How the CLRS sampler of an algorithm draws its graphs."""
-
-    directed: bool
-    acyclic: bool
-    weighted: bool
-    self_loops: bool  # whether A[i, i] may be nonzero (CLRS ER graphs: yes unless acyclic)
-
-
-# Verified against /work/shared/clrs_reference/*.npz: undirected ones are symmetric, DAG
-# ones are acyclic with an empty diagonal, all others have random self-loops, unweighted
-# ones hold weight 1, weighted ones uniform weights in (0, 1).
+#: How the CLRS sampler of each algorithm draws its graphs: a view of the registry records.
 GRAPH_CONVENTIONS: dict[str, GraphConvention] = {
-    "bfs": GraphConvention(directed=False, acyclic=False, weighted=False, self_loops=True),
-    "dfs": GraphConvention(directed=True, acyclic=False, weighted=False, self_loops=True),
-    "topological_sort": GraphConvention(True, True, False, False),
-    "articulation_points": GraphConvention(False, False, False, True),
-    "bridges": GraphConvention(False, False, False, True),
-    "strongly_connected_components": GraphConvention(True, False, False, True),
-    "mst_kruskal": GraphConvention(False, False, True, True),
-    "mst_prim": GraphConvention(False, False, True, True),
-    "bellman_ford": GraphConvention(False, False, True, True),
-    "dijkstra": GraphConvention(False, False, True, True),
-    "dag_shortest_paths": GraphConvention(True, True, True, False),
-    "floyd_warshall": GraphConvention(False, False, True, True),
+    name: get_algorithm(name).graph for name in ALGORITHMS
 }
 
 #: Probability of a self-loop on each node where the convention allows them (the reference

@@ -8,13 +8,12 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from hooked_nar.algorithms import CATEGORIES, SPECS
+from hooked_nar.algorithms import CATEGORIES, SPECS, registered_algorithms
 
-# Algorithms with pointers that may point to nodes that are not in-neighbours
-# (topological order links, union-find parents, SCC representatives): their pointer
-# heads score every node of the graph instead of the in-edges of ``edge_index``.
+#: Algorithms whose pointer heads score every node of the graph instead of the in-edges of
+#: ``edge_index`` (``Algorithm.dense_pointers`` in the registry).
 DENSE_POINTER_ALGORITHMS = frozenset(
-    {"topological_sort", "strongly_connected_components", "mst_kruskal", "dag_shortest_paths"}
+    name for name, algorithm in registered_algorithms().items() if algorithm.dense_pointers
 )
 
 

@@ -11,16 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hooked_nar.algorithms import registered_algorithms
 from hooked_nar.app.common import PROG
 
-#: Node hint drawn in the data stage, where the first node mask hint is not the best choice.
-TRAJECTORY_HINTS = {"bfs": "reach_h", "dfs": "color", "dijkstra": "mark", "mst_prim": "mark"}
-#: Node hint (and class, for categorical hints) compared with the model's prediction.
+#: Node hint drawn in the data stage, where the first node mask hint is not the best choice
+#: (``Algorithm.trajectory_hint`` in the registry).
+TRAJECTORY_HINTS = {
+    name: algorithm.trajectory_hint
+    for name, algorithm in registered_algorithms().items()
+    if algorithm.trajectory_hint is not None
+}
+#: Node hint (and class, for categorical hints) compared with the model's prediction
+#: (``Algorithm.prediction_hint`` in the registry).
 PREDICTION_HINTS = {
-    "bfs": ("reach_h", None),
-    "dfs": ("color", "black"),
-    "dijkstra": ("mark", None),
-    "mst_prim": ("mark", None),
+    name: algorithm.prediction_hint
+    for name, algorithm in registered_algorithms().items()
+    if algorithm.prediction_hint is not None
 }
 #: Dataset size with ``--quick`` and without (the command line fills these in).
 QUICK = {"num_graphs": 16, "num_nodes": 8}
