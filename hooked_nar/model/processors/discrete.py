@@ -183,9 +183,12 @@ class DiscreteProcessor(nn.Module):
 
     @classmethod
     def check_config(cls, cfg: NARConfig) -> None:
-        """One layer per step, no global readout, and an algorithm the layout fits."""
+        """One layer per step, no global readout, hints (they are its states), and an
+        algorithm the layout fits."""
         if cfg.num_layers != 1 or cfg.global_readout:
             raise ValueError("processor='discrete' needs num_layers=1 and global_readout=False")
+        if cfg.hint_mode == "none":
+            raise ValueError("processor='discrete' needs hints (its states): hint_mode='none'")
         discrete_layout(cfg.algorithm)
 
     @classmethod
