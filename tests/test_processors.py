@@ -159,6 +159,7 @@ def test_discrete_works_with_an_sae_and_with_interventions():
 @pytest.mark.parametrize(("kw", "match"), [
     ({"algorithm": "dfs"}, "processor='discrete' supports"),
     ({"num_layers": 2}, "num_layers=1"),
+    ({"hint_mode": "none"}, "needs hints"),
 ])
 def test_discrete_rejects_what_it_cannot_run(kw, match):
     with pytest.raises(ValueError, match=match):

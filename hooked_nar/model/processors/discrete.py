@@ -131,6 +131,19 @@ def ranking_loss(
     return per_group.sum() / groups.sum().clamp(min=1)
 
 
+def choice_loss(
+    score: Float[Tensor, " X"], target: Bool[Tensor, " X"], keys: list[Tensor],
+    group: Int[Tensor, " X"], valid: Bool[Tensor, " X"], num_groups: int,
+) -> Tensor:
+    """:func:`ranking_loss` for ``lexicographic_top1(score, keys, ...)`` to pick ``target``:
+    the rows that would win the tie-break are those whose ``keys`` are lexicographically less
+    than the target row's."""
+    ref = [scatter(torch.where(target, k, torch.zeros_like(k)), group, 0, dim_size=num_groups,
+                   reduce="sum")[group] for k in keys]
+    return ranking_loss(score, target, lexicographically_less(keys, ref), group, valid,
+                        num_groups)
+
+
 def lexicographically_less(keys: list[Tensor], ref: list[Tensor]) -> Bool[Tensor, " X"]:
     """Row-wise ``keys < ref`` in lexicographic order (lists of ``[X]`` tensors)."""
     less = torch.zeros_like(keys[0], dtype=torch.bool)
@@ -170,9 +183,12 @@ class DiscreteProcessor(nn.Module):
 
     @classmethod
     def check_config(cls, cfg: NARConfig) -> None:
-        """One layer per step, no global readout, and an algorithm the layout fits."""
+        """One layer per step, no global readout, hints (they are its states), and an
+        algorithm the layout fits."""
         if cfg.num_layers != 1 or cfg.global_readout:
             raise ValueError("processor='discrete' needs num_layers=1 and global_readout=False")
+        if cfg.hint_mode == "none":
+            raise ValueError("processor='discrete' needs hints (its states): hint_mode='none'")
         discrete_layout(cfg.algorithm)
 
     @classmethod
@@ -237,10 +253,11 @@ class DiscreteProcessor(nn.Module):
     def run(self, batch, steps: nn.ModuleList, decoder: nn.Module, num_steps: int
             ) -> tuple[dict, dict, Tensor]:
         """Run ``num_steps`` steps on ``batch``: ``(hint logits {name: [X, S]}, output logits
-        {name: [X]}, loss)``; the loss is the stepwise hint loss (0 without hints). Hint logits: masks ``l_1 - l_0`` of their factor,
-        categoricals the factor's logits, the selection its scores with the chosen node lifted
-        1 above the graph's best, the pointer the edge scores lifted likewise, the scalar its
-        value."""
+        {name: [X]}, loss)``, the loss being the stepwise hint loss (0 without hint targets).
+
+        Hint logits: masks ``l_1 - l_0`` of their factor, categoricals the factor's logits,
+        the selection its scores with the chosen node lifted 1 above the graph's best, the
+        pointer the edge scores lifted likewise, the scalar its value."""
         layout, cfg = self.layout, self.cfg
         src, dst = batch.edge_index
         N, B = batch.num_nodes, batch.num_graphs
@@ -281,20 +298,16 @@ class DiscreteProcessor(nn.Module):
                 hints[layout.selection.name].append(lift(g, sel > 0.5, node_graph, B))
                 if supervised:
                     target = batch[layout.selection.name][:, t + 1] > 0.5
-                    t_x = scatter(torch.where(target, x, 0 * x), node_graph, 0, dim_size=B,
-                                  reduce="sum")[node_graph]
-                    t_i = scatter(torch.where(target, index, 0 * index), node_graph, 0,
-                                  dim_size=B, reduce="sum")[node_graph]
-                    beats = lexicographically_less([x, index], [t_x, t_i])
-                    loss = loss + ranking_loss(g, target, beats, node_graph, valid_node, B)
+                    loss = loss + choice_loss(g, target, [x, index], node_graph, valid_node, B)
             else:
                 sel = h.new_zeros(N)
 
             # 2. hard top-1 attention over in-edges
-            if self.training and supervised:
+            if supervised:
                 target_edge = pointer_targets(batch[layout.pointer.name][:, t + 1], batch,
                                               batch.edge_index)
-                self.count_votes(batch, t, src, weight, target_edge)
+                if self.training:
+                    self.count_votes(batch, t, src, weight, target_edge)
             cand = self.candidates(x, weight, src)
             edge_fts = torch.stack([sel[src], pointer, is_self], -1)
             msg = hooks.hook_msg(torch.cat([h[src], edge_fts], -1))
@@ -310,14 +323,8 @@ class DiscreteProcessor(nn.Module):
             hints[layout.pointer.name].append(pointer_logits)
             out_logits = torch.where((last_step == t)[dst], pointer_logits, out_logits)
             if supervised:
-                target_edge = pointer_targets(batch[layout.pointer.name][:, t + 1], batch,
-                                              batch.edge_index)
-                t_c = scatter(torch.where(target_edge, cand, 0 * cand), dst, 0, dim_size=N,
-                              reduce="sum")[dst]
-                t_s = scatter(torch.where(target_edge, src.double(), 0 * cand), dst, 0,
-                              dim_size=N, reduce="sum")[dst]
-                beats = lexicographically_less([cand, src.double()], [t_c, t_s])
-                loss = loss + ranking_loss(scores, target_edge, beats, dst, valid_node[dst], N)
+                loss = loss + choice_loss(scores, target_edge, [cand, src.double()], dst,
+                                          valid_node[dst], N)
 
             # 3. next state and scalar
             predicted = self.update(torch.cat([h, sel[:, None], aggr], -1))
@@ -325,8 +332,7 @@ class DiscreteProcessor(nn.Module):
             logits = hooks.hook_state_logits(logits)
             state = hooks.hook_state(self.hard(logits, stochastic=self.training))
             moved = scatter(pattern[:, 0] * (1 - pointer), dst, 0, dim_size=N, reduce="sum")
-            chosen_cand = scatter(torch.where(chosen, cand, 0 * cand), dst, 0, dim_size=N,
-                                  reduce="sum")
+            chosen_cand = scatter(pattern[:, 0].double() * cand, dst, 0, dim_size=N, reduce="sum")
             if layout.scalar is not None:
                 x = hooks.hook_scalar(torch.where(moved > 0.5, chosen_cand, x))
                 hints[layout.scalar.name].append(x.float())
