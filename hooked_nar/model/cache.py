@@ -28,6 +28,17 @@ _TRANSFORMER_ONLY = (
 )
 
 
+def _transformer_only(name: str):
+    """A cache method that raises :data:`_TRANSFORMER_ONLY` for ``name``."""
+
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(_TRANSFORMER_ONLY.format(name=name))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = "Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."
+    return method
+
+
 def row_layout(model, batch: Batch, num_rows: int) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
     """Graph ``[R]`` and within-graph node index ``[R]`` (-1: not a node row) of the rows of a
     hook of ``model`` on ``batch``, told apart by their number: nodes, edges, pointer
@@ -172,37 +183,15 @@ class NARCache(ActivationCache):
             "g's node rows with cache.batch.batch == g"
         )
 
-    def decompose_resid(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="decompose_resid"))
-
-    def stack_head_results(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="stack_head_results"))
-
-    def compute_head_results(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="compute_head_results"))
-
-    def get_neuron_results(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="get_neuron_results"))
-
-    def stack_neuron_results(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="stack_neuron_results"))
-
-    def apply_ln_to_stack(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="apply_ln_to_stack"))
-
-    def get_full_resid_decomposition(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="get_full_resid_decomposition"))
-
-    def logit_attrs(self, *args, **kwargs):
-        """Not available: transformer-specific (see :data:`_TRANSFORMER_ONLY`)."""
-        raise NotImplementedError(_TRANSFORMER_ONLY.format(name="logit_attrs"))
+    # TransformerLens cache methods that need a transformer's layout: each raises, naming itself
+    decompose_resid = _transformer_only("decompose_resid")
+    stack_head_results = _transformer_only("stack_head_results")
+    compute_head_results = _transformer_only("compute_head_results")
+    get_neuron_results = _transformer_only("get_neuron_results")
+    stack_neuron_results = _transformer_only("stack_neuron_results")
+    apply_ln_to_stack = _transformer_only("apply_ln_to_stack")
+    get_full_resid_decomposition = _transformer_only("get_full_resid_decomposition")
+    logit_attrs = _transformer_only("logit_attrs")
 
     def stack(self, name: str) -> StackedActivation:
         """``name`` (e.g. ``"hook_node_out"`` or ``"decoder.hook_reach_h"``) over every step."""
