@@ -4,6 +4,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ALGORITHM ?= bfs
+# a shipped checkpoint to study instead of ALGORITHM's default one, e.g. dijkstra-discrete
+# (its algorithm comes from the checkpoint; the report goes to runs/CHECKPOINT)
+CHECKPOINT ?=
 
 .PHONY: install demo test lint bench clean
 
@@ -17,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/hooked-nar study --algorithm $(ALGORITHM) --output runs/$(ALGORITHM) --browser
+	$(VENV)/bin/hooked-nar study $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--algorithm $(ALGORITHM)) --output runs/$(or $(CHECKPOINT),$(ALGORITHM)) --browser
 
 test: install
 	$(PY) -m pytest -q

@@ -5,6 +5,7 @@ not [S, n]."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +57,40 @@ def test_draw_before_after_names_a_row_that_is_not_steps_by_nodes(tmp_path):
     data = CLRSDataset("dfs", 1, sizes=(5,), seed=0, progress=False)[0]
     with pytest.raises(ValueError, match=r"rows\['clean'\].*\[S, n\]"):
         draw_before_after(data, {"clean": torch.zeros(3, 5, 3)}, tmp_path / "x.png", title="t")
+
+
+def test_checkpoint_alone_selects_its_algorithm_and_its_own_run_folder(
+    tmp_path, monkeypatch, capsys
+):
+    """``--checkpoint dijkstra-discrete`` needs no ``--algorithm`` (``make demo CHECKPOINT=...``
+    passes none) and writes runs/dijkstra-discrete, not over the continuous model's runs/dijkstra."""
+    from hooked_nar.app import study as study_pipeline
+    from hooked_nar.app.commands import patch as patch_command
+    from hooked_nar.app.common import UsageError
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+
+    def fake_study(args):
+        seen["study"] = (args.algorithm, args.output, args.checkpoint_source)
+        raise UsageError("stop before work")
+
+    monkeypatch.setattr(study_pipeline, "run_study", fake_study)
+    assert main(["study", "--checkpoint", "dijkstra-discrete", "-q"]) == 2
+    assert seen["study"] == ("dijkstra", Path("runs") / "dijkstra-discrete", "given")
+    assert main(["study", "--algorithm", "dijkstra", "-q"]) == 2  # the shipped continuous one
+    assert seen["study"] == ("dijkstra", Path("runs") / "dijkstra", "shipped")
+
+    def fake_load_model(checkpoint, algorithm):
+        seen["patch"] = (checkpoint, algorithm)
+        raise UsageError("stop before work")
+
+    monkeypatch.setattr(patch_command, "load_model", fake_load_model)
+    assert main(["patch", "--checkpoint", "mst_prim-discrete"]) == 2
+    assert seen["patch"] == ("mst_prim-discrete", "mst_prim")
+    assert main(["patch"]) == 2  # no checkpoint: bfs, as documented
+    assert seen["patch"] == ("bfs", "bfs")
+    capsys.readouterr()
+    assert main(["study", "-q"]) == 2  # neither: one line naming what is missing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--algorithm is required" in err[0]

@@ -18,6 +18,8 @@ __all__ = [
     "load_model",
     "load_sae_checked",
     "output_dir",
+    "resolve_algorithm",
+    "run_name",
 ]
 
 #: The command name, in reports, log lines and error messages.
@@ -50,13 +52,51 @@ def output_dir(path: str | Path, flag: str = "--output") -> Path:
 def add_model_arguments(p: argparse.ArgumentParser, default_output: str) -> None:
     """``--algorithm``, ``--checkpoint`` and ``--output`` / ``-o``, shared by ``train-sae``
     and ``patch``."""
-    p.add_argument("--algorithm", default="bfs", help="algorithm (default: bfs)")
+    p.add_argument(
+        "--algorithm",
+        default=None,
+        help="algorithm (default: the algorithm of --checkpoint, else bfs)",
+    )
     p.add_argument(
         "--checkpoint",
         default=None,
         help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
     )
-    p.add_argument("--output", "-o", default=None, help=f"output folder (default {default_output})")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help=f"output folder (default {default_output}, or the shipped checkpoint's name "
+        "in place of ALGORITHM)",
+    )
+
+
+def resolve_algorithm(algorithm: str | None, checkpoint: str | None, default: str | None) -> str:
+    """``--algorithm`` if given, else the algorithm ``--checkpoint`` was trained on (read from
+    its config alone), else ``default``; UsageError when none of them names one.
+
+    So that ``--checkpoint dijkstra-discrete`` alone selects Dijkstra, as its name says."""
+    if algorithm is not None:
+        return algorithm
+    if checkpoint is not None:
+        from hooked_nar.model.checkpoint import checkpoint_config
+
+        try:
+            return checkpoint_config(checkpoint)["algorithm"]
+        except (ValueError, OSError, KeyError) as e:
+            raise UsageError(f"--checkpoint {checkpoint!r}: {e}") from None
+    if default is None:
+        raise UsageError("--algorithm is required unless --checkpoint names a model")
+    return default
+
+
+def run_name(checkpoint: str | None, algorithm: str) -> str:
+    """The folder name of a run under ``runs/``: a shipped checkpoint's name
+    (``dijkstra-discrete``), so that studies of two checkpoints of one algorithm do not replace
+    each other's output, else the algorithm."""
+    from hooked_nar.model.checkpoint import shipped_checkpoints
+
+    return checkpoint if checkpoint in shipped_checkpoints() else algorithm
 
 
 def load_model(checkpoint: str, algorithm: str | None):

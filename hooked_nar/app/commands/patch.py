@@ -25,6 +25,8 @@ from hooked_nar.app.common import (
     load_model,
     load_sae_checked,
     output_dir,
+    resolve_algorithm,
+    run_name,
 )
 from hooked_nar.atomic import write_json_atomic, write_text_atomic
 
@@ -143,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from patching.report import causal_sections
 
+    args.algorithm = resolve_algorithm(args.algorithm, args.checkpoint, default="bfs")
     if args.algorithm not in ALGORITHMS:
         raise UsageError(f"--algorithm {args.algorithm!r} is not a CLRS algorithm")
     unknown = [c for c in args.concepts or [] if c not in CONCEPTS[args.algorithm]]
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint or args.algorithm, args.algorithm)
-    out = output_dir(args.output or f"runs/patch/{args.algorithm}")
+    out = output_dir(args.output or Path("runs/patch") / run_name(args.checkpoint, args.algorithm))
     t_start = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hooked_nar.app.common import UsageError, check_output_dir, load_sae_checked
+from hooked_nar.app.common import (
+    UsageError,
+    check_output_dir,
+    load_sae_checked,
+    resolve_algorithm,
+    run_name,
+)
 from hooked_nar.app.study import (
     CAUSAL_DEFAULTS,
     CAUSAL_QUICK,
@@ -31,7 +37,8 @@ DESCRIPTION = (
     "beside linear probes); causal (ablate and steer every concept feature beside "
     "frequency-matched features and random directions); with --circuit, circuit "
     "(hooked-nar circuit --quick on the checkpoint). The model, sae, causal and circuit stages need a "
-    "checkpoint (shipped for bfs, dfs, dijkstra, mst_prim, bellman_ford). Writes "
+    "checkpoint (shipped for bfs, dfs, dijkstra, mst_prim, bellman_ford, and the discrete "
+    "bfs-discrete, dijkstra-discrete, mst_prim-discrete). Writes "
     "OUTPUT/report.md, OUTPUT/results.json, the SAE (OUTPUT/sae) and PNG figures, each "
     "atomically, after every stage."
 )
@@ -41,9 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``hooked-nar study``."""
     parser.add_argument(
         "--algorithm",
-        required=True,
+        default=None,
         metavar="NAME",
-        help="CLRS algorithm: bfs, dfs, topological_sort, articulation_points, bridges, "
+        help="(required unless --checkpoint names a model: its algorithm is the default) "
+        "CLRS algorithm: bfs, dfs, topological_sort, articulation_points, bridges, "
         "strongly_connected_components, mst_kruskal, mst_prim, bellman_ford, "
         "dijkstra, dag_shortest_paths, floyd_warshall",
     )
@@ -52,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         metavar="DIR",
         default=None,
-        help="folder for report.md, results.json and figures (default: runs/ALGORITHM); "
+        help="folder for report.md, results.json and figures (default: runs/ALGORITHM, or "
+        "runs/NAME for a shipped checkpoint NAME); "
         "an earlier study's report, results, figures and SAE there are replaced",
     )
     parser.add_argument(
@@ -183,6 +192,7 @@ def _validate_study(args: argparse.Namespace) -> None:
     from hooked_nar.algorithms import ALGORITHMS
     from hooked_nar.model.checkpoint import shipped_checkpoints
 
+    args.algorithm = resolve_algorithm(args.algorithm, args.checkpoint, default=None)
     if args.algorithm not in ALGORITHMS:
         raise UsageError(
             f"--algorithm {args.algorithm!r} is not a CLRS algorithm; valid: "
@@ -230,7 +240,8 @@ def _validate_study(args: argparse.Namespace) -> None:
             f"--generator {args.generator!r} is unknown; valid: {', '.join(GENERATORS)}"
         )
     # last, so that a bad argument never leaves an empty folder behind
-    args.output = Path(args.output if args.output is not None else Path("runs") / args.algorithm)
+    default_output = Path("runs") / run_name(args.checkpoint, args.algorithm)
+    args.output = Path(args.output if args.output is not None else default_output)
     check_output_dir(args.output)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
+from pathlib import Path
 
 from hooked_nar.app.common import (
     PROG,
@@ -21,6 +22,8 @@ from hooked_nar.app.common import (
     load_model,
     load_sae_checked,
     output_dir,
+    resolve_algorithm,
+    run_name,
 )
 from hooked_nar.app.sae_study import DEFAULT_RECIPE
 from hooked_nar.atomic import write_json_atomic
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from sae.report import write_report
     from sae.training import ARCHITECTURES
 
+    args.algorithm = resolve_algorithm(args.algorithm, args.checkpoint, default="bfs")
     if args.algorithm not in ALGORITHMS:
         raise UsageError(f"--algorithm {args.algorithm!r} is not a CLRS algorithm")
     recipe = _recipe(args)
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint or args.algorithm, args.algorithm)
     sae = None if args.sae is None else load_sae_checked(args.sae, model)
-    out = output_dir(args.output or f"runs/sae/{args.algorithm}")
+    out = output_dir(args.output or Path("runs/sae") / run_name(args.checkpoint, args.algorithm))
 
     t_start = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
