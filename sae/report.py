@@ -81,7 +81,7 @@ def _f(x, digits: int = 3) -> str:
 
 def _sweep_table(sweep: list[dict]) -> list[str]:
     lines = [
-        "| SAE | L0 | explained var. | dead | output acc. recovered "
+        "| SAE | L0 | explained var. | dead (fraction) | output acc. recovered "
         "| hint acc. recovered | hint loss recovered | concepts at AUROC >= 0.95 | meets targets "
         "| train s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -92,7 +92,8 @@ def _sweep_table(sweep: list[dict]) -> list[str]:
             f"| {describe(r)} | {_f(rec['l0'], 2)} | "
             f"{_f(rec['explained_variance'], 4)} | {_f(rec['frac_dead'], 2)} | "
             f"{_f(d['output_accuracy'], 4)} | {_f(d['hint_accuracy'], 4)} | "
-            f"{_f(d['hint_loss'], 4)} | {'yes' if r['meets_targets'] else 'no'} | "
+            f"{_f(d['hint_loss'], 4)} | {', '.join(r.get('concepts_covered', [])) or '-'} | "
+            f"{'yes' if r['meets_targets'] else 'no'} | "
             f"{_f(r['train_seconds'], 1)} |"
         )
     return lines
@@ -155,7 +156,8 @@ def report_sections(
     lines += [
         f"{h} Reconstruction (valid rows of the store)",
         "",
-        "| MSE | explained variance | L0 | dead features | dense features (> 50% of rows) |",
+        "| MSE | explained variance | L0 | dead features (fraction) "
+        "| dense features (fraction firing on > 50% of rows) |",
         "|---|---|---|---|---|",
         f"| {_f(rec['mse'], 5)} | {_f(rec['explained_variance'], 4)} | {_f(rec['l0'], 2)} | "
         f"{_f(rec['frac_dead'], 3)} | {_f(rec['frac_dense'], 3)} |",

@@ -136,6 +136,32 @@ def test_sweep_choice_rule():
     assert choose(misses) == 1  # else the best explained variance with L0 <= 16
 
 
+def test_sweep_table_puts_every_value_under_its_own_column():
+    """The sweep table of ``train-sae --sweep`` once left out the concepts cell, so "meets
+    targets" showed under "concepts at AUROC >= 0.95" and the seconds under "meets targets"."""
+    from sae.report import _sweep_table
+
+    run = {
+        "architecture": "topk",
+        "d_sae": 64,
+        "k": 8,
+        "options": {},
+        "reconstruction": {"l0": 7.5, "explained_variance": 0.97, "frac_dead": 0.25},
+        "downstream": {
+            "recovered": {"output_accuracy": 0.96, "hint_accuracy": 0.98, "hint_loss": 0.9}
+        },
+        "concepts_covered": ["is_visited", "is_frontier"],
+        "meets_targets": True,
+        "train_seconds": 12.0,
+    }
+    header, _, row = _sweep_table([run])
+    cells = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    table = dict(zip(cells(header), cells(row), strict=True))
+    assert table["concepts at AUROC >= 0.95"] == "is_visited, is_frontier"
+    assert table["meets targets"] == "yes" and table["train s"] == "12.0"
+    assert table["dead (fraction)"] == "0.25"
+
+
 def test_layer_norm_topk_trains_and_is_scale_equivariant(planted):
     # SAELens's top-k auxiliary loss refuses per-row normalisation once features die;
     # train_sae then counts no feature as dead. The exported SAE cannot amplify its input.
