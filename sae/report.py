@@ -122,6 +122,26 @@ def write_report(
     return write_text_atomic(path, "\n".join(lines))
 
 
+def _probe_only_text(probe_only: list[str], best: dict[str, dict]) -> str:
+    """The sentence naming the concepts a probe reads but no feature does at
+    :data:`TARGET_AUROC`, apart from those a feature of the concept's negation reads at it
+    (``best[c]["anti_auroc"]``, already 1 - AUROC): those have a single feature, of opposite
+    sign, and saying "no single feature" of them contradicts the table's last column."""
+    negated = [c for c in probe_only if (best[c].get("anti_auroc") or 0.0) >= TARGET_AUROC]
+    missing = [c for c in probe_only if c not in negated]
+    names = lambda cs: ", ".join(f"`{c}`" for c in cs) or "none"  # noqa: E731
+    text = (
+        f"Concepts a probe reads (AUROC >= {TARGET_AUROC}) but no single feature captures, "
+        f"neither as the concept nor as its negation: {names(missing)}."
+    )
+    if negated:
+        text += (
+            f" Read by a single feature of their negation only (1 - AUROC >= {TARGET_AUROC}, "
+            f"last column): {names(negated)}."
+        )
+    return text
+
+
 def report_sections(
     evaluation: dict,
     analysis: dict,
@@ -222,12 +242,7 @@ def report_sections(
                 f"| `{c}` | {b['feature']} | {_f(b['spearman'])} | {_f(b['pearson'])} | "
                 f"{_f(p.r2) if p else '-'} | {_f(p.control_r2) if p else '-'} |"
             )
-    lines += [
-        "",
-        f"Concepts a probe reads (AUROC >= {TARGET_AUROC}) but no single feature "
-        f"captures: {', '.join(f'`{c}`' for c in analysis['probe_only']) or 'none'}.",
-        "",
-    ]
+    lines += ["", _probe_only_text(analysis["probe_only"], best), ""]
     rule = MONOSEMANTIC_RULE
     mono = analysis["monosemantic"]
     lines += [
