@@ -1,5 +1,5 @@
-"""Every shipped checkpoint goes through ``hooked-nar study`` and ``hooked-nar patch`` (tiny
-settings; bfs at ``--quick`` is covered in test_cli.py), and a graph figure names a row that is
+"""Every shipped checkpoint goes through ``hooked-nar study --browser`` (as ``make demo``) and
+``hooked-nar patch`` (tiny settings; bfs at ``--quick`` is covered in test_cli.py), and a graph figure names a row that is
 not [S, n]."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ TINY_STUDY = [
     "--sae-eval-graphs", "2",
     "--causal-graphs", "2",
     "--num-null", "2",
+    "--browser",  # as make demo runs it
     "--quiet",
 ]  # fmt: skip
 TINY_PATCH = ["--num-graphs", "2", "--store-graphs", "3", "--nodes", "5", "--num-null", "2"]
@@ -35,7 +36,9 @@ def test_study_and_patch_run_on_every_shipped_checkpoint(checkpoint, tmp_path):
     study = tmp_path / "study"
     assert main(["study", *model_args, "-o", str(study), *TINY_STUDY]) == 0
     res = json.loads((study / "results.json").read_text())
-    assert res["complete"] and res["stages"] == ["data", "model", "sae", "causal"]
+    assert res["complete"] and res["stages"] == ["data", "model", "sae", "causal", "browser"]
+    assert (study / "browser" / "index.html").is_file()
+    assert sum(f.stat().st_size for f in (study / "browser" / "data").rglob("*")) > 10_000
     bool_concepts = [c for c, v in CONCEPTS[algorithm].items() if v.dtype == torch.bool]
     assert [t["concept"] for t in res["causal"]["tests"]] == bool_concepts
     for name in res["causal"]["figures"].values():

@@ -4,7 +4,8 @@ hint (and output) head that is linear in the hidden state.
 A node head computes ``logits = W [h; x_emb] + b`` from ``h`` = ``hook_node_out``, so adding
 ``a * d_f`` to ``h`` (feature ``f`` firing at ``a`` with decoder row ``d_f``) moves the logits
 by exactly ``a * W[:, :d_model] @ d_f``. Pointer, edge and graph heads are not linear in one
-node's ``h`` (a bilinear score, an MLP, a max-pool), so they are listed as not read.
+node's ``h`` (a bilinear score, an MLP, a max-pool), so they are listed as not read; so are
+fields without a head (the discrete processor computes its states itself, no heads decode them).
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ def decoder_reads(model, sae, acts: Float[Tensor, "R F"]) -> dict:
     max_act = acts.max(0).values.clamp(min=0)  # [F]
     live = max_act > 0
     heads, per_feature = [], [[] for _ in range(W_dec.shape[0])]
-    skipped = []
+    skipped, headless = [], []
     for field in [*model.hint_fields, *model.output_fields]:
+        if field.name not in model.decoder.heads:
+            headless.append(field.name)
+            continue
         head = model.decoder.heads[field.name]
         if not isinstance(head, NodeHead):
             skipped.append(f"{field.name} ({field.location} {field.type})")
@@ -67,9 +71,13 @@ def decoder_reads(model, sae, acts: Float[Tensor, "R F"]) -> dict:
                 {"row": n, "per_unit": _r(unit[f, k]), "at_max": _r(at_max[f, k])}
                 for k, n in enumerate(names)
             ]
-    note = (
-        "Heads not linear in a node's hidden state, not read: " + ", ".join(skipped)
-        if skipped
-        else ""
-    )
+    notes = []
+    if skipped:
+        notes.append("Heads not linear in a node's hidden state, not read: " + ", ".join(skipped))
+    if headless:
+        notes.append(
+            "Fields the processor computes without a decoder head, not read: "
+            + ", ".join(headless)
+        )
+    note = "; ".join(notes)
     return {"heads": heads, "features": per_feature, "note": note}
