@@ -76,8 +76,7 @@ def decoder_reads(model, sae, acts: Float[Tensor, "R F"]) -> dict:
         notes.append("Heads not linear in a node's hidden state, not read: " + ", ".join(skipped))
     if headless:
         notes.append(
-            "Fields the processor computes without a decoder head, not read: "
-            + ", ".join(headless)
+            "Fields the processor computes without a decoder head, not read: " + ", ".join(headless)
         )
     note = "; ".join(notes)
     return {"heads": heads, "features": per_feature, "note": note}
