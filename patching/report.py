@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from patching.causal import CAUSAL_RULE, DECIDING_METRICS, ConceptTest, concept_tests_table
+from patching.causal.rule import moves
 
 __all__ = ["baselines_table", "causal_sections", "rule_text"]
 
@@ -31,9 +32,12 @@ def rule_text() -> str:
         "unit among the null units, Holm-corrected across every concept and intervention of "
         f"the run. The unit *moves* its target when the Holm p-value is <= {r['alpha']}, the "
         f"interval lies above 0 and the difference is >= {r['min_effect']}. Verdict per "
-        "intervention: `causal` when the unit moves the target; `not causal` when it does not "
-        "while the positive control (the concept's difference-of-means direction, run the same "
-        "way) does; `inconclusive` when neither does, or when the unit and every null unit "
+        "intervention: `causal` when the unit moves the target and reads the concept (its "
+        f"AUROC for the concept is >= {r['min_auroc']}); `not causal` when it moves the target "
+        "without reading the concept (then it is another concept's representation), or when it "
+        "does not move the target while the positive control (the concept's difference-of-means "
+        "direction, run the same way) does; `inconclusive` when neither does, or when the unit "
+        "and every null unit "
         "have an effect of exactly 0. `inconclusive` is a result: it says the experiment could "
         "not have shown an effect (the target did not move even for the positive control), "
         "not that there is none. The concept is `causal` when an intervention is, else `not "
@@ -72,6 +76,17 @@ def baselines_table(tests: list[ConceptTest], baselines: dict[str, dict]) -> lis
         "sign is arbitrary (max(a, 1 - a)); the unit's is one-sided.",
         "",
     ]
+
+
+def _verdict_text(comparison, verdict: str, auroc: float) -> str:
+    """``-> verdict``, with the reason when the unit moves its target and is still not causal:
+    it does not read the concept (AUROC below the rule's ``min_auroc``)."""
+    if verdict == "not causal" and moves(comparison):
+        return (
+            f"-> {verdict} (moves the target, but reads the concept at AUROC {auroc:.3f} < "
+            f"{CAUSAL_RULE['min_auroc']})"
+        )
+    return f"-> {verdict}"
 
 
 def _null_text(null: dict) -> str:
@@ -138,12 +153,14 @@ def causal_sections(
             "",
             f"- unit: {t.unit['name']} (AUROC {t.auroc:.3f}); negation group "
             f"{t.negation_features or '-'}; null: {_null_text(s.get('null', {}))}",
-            f"- ablation: {t.ablation.text()} -> {t.ablation_verdict}; positive control "
+            f"- ablation: {t.ablation.text()} {_verdict_text(t.ablation, t.ablation_verdict, t.auroc)}"
+            "; positive control "
             f"{t.control_ablation.text()}",
         ]
         if t.steering is not None:
             lines.append(
-                f"- steering: {t.steering.text()} -> {t.steering_verdict}; positive control "
+                f"- steering: {t.steering.text()} "
+                f"{_verdict_text(t.steering, t.steering_verdict, t.auroc)}; positive control "
                 f"{t.control_steering.text()}; sites per step {t.sites_per_step}"
             )
         else:

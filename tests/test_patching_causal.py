@@ -126,6 +126,24 @@ def test_the_rule_and_the_three_verdicts():
     assert CAUSAL_RULE == {"alpha": 0.05, "min_effect": 0.05, "min_auroc": 0.75}
 
 
+def test_report_says_why_a_unit_that_moves_its_target_is_not_causal():
+    """bfs-discrete's study called `is_frontier` not causal while its table showed the unit
+    moving the target (Holm p 0.033, interval above 0): the unit reads the concept at AUROC
+    0.722 < min_auroc, which neither the rule text nor the result line said."""
+    from patching.report import _verdict_text, rule_text
+
+    strong = _comparison(1.065, 0.942, 0.033)
+    verdict = intervention_verdict(strong, strong, auroc=0.722)
+    assert verdict == "not causal"
+    assert _verdict_text(strong, verdict, 0.722) == (
+        "-> not causal (moves the target, but reads the concept at AUROC 0.722 < 0.75)"
+    )
+    nothing = _comparison(0.0, -0.1, 1.0)
+    assert _verdict_text(nothing, "not causal", 0.99) == "-> not causal"
+    assert _verdict_text(strong, "causal", 0.99) == "-> causal"
+    assert f"AUROC for the concept is >= {CAUSAL_RULE['min_auroc']}" in rule_text()
+
+
 # ------------------------------------------------------------------ targets, sites, nulls
 
 
