@@ -67,7 +67,8 @@ def _accuracy(res: dict) -> tuple[float, float]:
 
 @torch.no_grad()
 def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
-    """Mean total loss and hint loss (total minus output terms) per batch."""
+    """Mean total loss and hint loss (total minus output terms; the processor's own loss when
+    it computes one) per batch."""
     from hooked_nar.data import CLRSLoader
     from hooked_nar.model import typed_fields
 
@@ -79,7 +80,9 @@ def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
         logits = model(batch)
         loss = float(model.loss(logits, batch))
         out = 0.0
-        for f in model.output_fields:
+        # a processor that computes its own loss (discrete: the stepwise hint loss) has no
+        # output terms in it to subtract
+        for f in model.output_fields if logits.loss is None else []:
             valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=device)
             out += float(
                 typed_fields.field_loss(

@@ -197,3 +197,20 @@ def test_report_does_not_say_no_feature_reads_a_concept_its_negation_feature_rea
     assert "`is_settled`" in negated and "is_current" not in negated
     assert _probe_only_text(["is_current"], best).count("`") == 2  # no negation sentence
     assert _probe_only_text([], best).endswith(": none.")
+
+
+def test_hint_loss_of_a_processor_with_its_own_loss_is_that_loss():
+    """The discrete processor's own loss is its stepwise hint loss; subtracting the output
+    terms from it made the study report a negative hint loss (-0.30 for bfs-discrete)."""
+    from hooked_nar.data import CLRSDataset, collate
+    from hooked_nar.model import HookedNAR
+    from sae.evaluate import _losses
+
+    model = HookedNAR.from_pretrained("bfs-discrete").eval()
+    data = CLRSDataset("bfs", 6, sizes=(8,), seed=0, progress=False)
+    with torch.no_grad():
+        total, hint = _losses(model, data, batch_size=3)
+        batches = [collate([data[i] for i in range(j, j + 3)]) for j in (0, 3)]
+        own = [float(model(b).loss) for b in batches]
+    assert hint == pytest.approx(sum(own) / 2) and total == pytest.approx(hint)
+    assert hint >= 0
