@@ -1,4 +1,4 @@
-"""``discrete``: a processor whose states are the algorithm's own, after DNAR
+"""``discrete`` for bfs, dijkstra and mst_prim: one round of hard attention per step, after DNAR
 (Rodionov & Prokhorenkova, "Discrete Neural Algorithmic Reasoning", ICML 2025).
 
 Per processor step every node holds a *discrete state*: one categorical factor per discrete node
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 from transformer_lens.hook_points import HookPoint
@@ -52,14 +52,16 @@ from transformer_lens.hook_points import HookPoint
 from hooked_nar.algorithms import SPECS
 from hooked_nar.model.fields import Field, algorithm_fields
 from hooked_nar.model.processors.base import AttentionHooks
+from hooked_nar.model.processors.discrete.attention import (
+    choice_loss,
+    lexicographic_top1,
+    lift,
+    mlp,
+)
 from hooked_nar.model.typed_fields import pointer_targets
 
 if TYPE_CHECKING:
     from hooked_nar.model.config import NARConfig
-
-TIER = 0.5  # scores within TIER of the best are tied; the scalar, then the index decides
-MARGIN_BEAT = 1.0  # a candidate that would win the tie-break must score this much lower
-MARGIN_TIE = 0.25  # any other candidate may score at most this much higher
 
 
 @dataclass(frozen=True)
@@ -92,74 +94,14 @@ def discrete_layout(algorithm: str) -> DiscreteLayout:
         raise ValueError(
             f"processor='discrete' supports algorithms whose hints are discrete node hints "
             f"with at most one mask_one, one node pointer and at most one node scalar, and "
-            f"whose output is one pointer (bfs, dijkstra, mst_prim); {algorithm!r} has "
+            f"whose output is one pointer (bfs, dijkstra, mst_prim), and dfs (its own "
+            f"layout); {algorithm!r} has "
             f"{sorted(SPECS[algorithm])}"
         )
     return DiscreteLayout(tuple(factors), selection[0] if selection else None, pointers[0],
                           scalars[0] if scalars else None)
 
-
-def lexicographic_top1(
-    score: Float[Tensor, " X"], keys: list[Tensor], group: Int[Tensor, " X"], num_groups: int
-) -> Bool[Tensor, " X"]:
-    """One row per group: the top tier of ``score`` (within ``TIER`` of the group's best),
-    then the least of each of ``keys`` in turn (the last key must be unique within a group)."""
-    best = scatter(score, group, 0, dim_size=num_groups, reduce="max")
-    chosen = score >= best[group] - TIER
-    for key in keys:
-        masked = torch.where(chosen, key, torch.full_like(key, float("inf")))
-        least = scatter(masked, group, 0, dim_size=num_groups, reduce="min")
-        chosen = chosen & (masked == least[group])
-    return chosen
-
-
-def ranking_loss(
-    score: Float[Tensor, " X"], target: Bool[Tensor, " X"], beats: Bool[Tensor, " X"],
-    group: Int[Tensor, " X"], valid: Bool[Tensor, " X"], num_groups: int,
-) -> Tensor:
-    """Hinge loss that makes ``lexicographic_top1`` pick ``target`` (one row per valid group):
-    rows that would win the tie-break against it (``beats``) must score ``MARGIN_BEAT`` lower,
-    the others at most ``MARGIN_TIE`` higher. Mean over valid groups."""
-    has_target = scatter(target.float(), group, 0, dim_size=num_groups, reduce="sum") > 0
-    target_score = scatter(torch.where(target, score, torch.zeros_like(score)), group, 0,
-                           dim_size=num_groups, reduce="sum")[group]
-    gap = score - target_score
-    per_row = torch.where(beats, F.relu(gap + MARGIN_BEAT), F.relu(gap - MARGIN_TIE))
-    rows = valid & ~target & has_target[group]
-    per_group = scatter(per_row * rows, group, 0, dim_size=num_groups, reduce="sum")
-    groups = scatter(rows.float(), group, 0, dim_size=num_groups, reduce="max") > 0
-    return per_group.sum() / groups.sum().clamp(min=1)
-
-
-def choice_loss(
-    score: Float[Tensor, " X"], target: Bool[Tensor, " X"], keys: list[Tensor],
-    group: Int[Tensor, " X"], valid: Bool[Tensor, " X"], num_groups: int,
-) -> Tensor:
-    """:func:`ranking_loss` for ``lexicographic_top1(score, keys, ...)`` to pick ``target``:
-    the rows that would win the tie-break are those whose ``keys`` are lexicographically less
-    than the target row's."""
-    ref = [scatter(torch.where(target, k, torch.zeros_like(k)), group, 0, dim_size=num_groups,
-                   reduce="sum")[group] for k in keys]
-    return ranking_loss(score, target, lexicographically_less(keys, ref), group, valid,
-                        num_groups)
-
-
-def lexicographically_less(keys: list[Tensor], ref: list[Tensor]) -> Bool[Tensor, " X"]:
-    """Row-wise ``keys < ref`` in lexicographic order (lists of ``[X]`` tensors)."""
-    less = torch.zeros_like(keys[0], dtype=torch.bool)
-    equal = torch.ones_like(less)
-    for k, r in zip(keys, ref, strict=True):
-        less = less | (equal & (k < r))
-        equal = equal & (k == r)
-    return less
-
-
-def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
-    """Two-layer ReLU network."""
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
-
-
-class DiscreteProcessor(nn.Module):
+class OneRoundProcessor(nn.Module):
     """The discrete processor (see the module docstring). It runs the whole trajectory itself
     (``owns_trajectory``): ``HookedNAR`` hands it the batch and the steps' hook modules."""
 
@@ -367,10 +309,3 @@ class DiscreteProcessor(nn.Module):
                 parts.append(predicted[:, start:start + w])
                 start += w
         return torch.cat(parts, -1)
-
-
-def lift(score: Tensor, chosen: Tensor, group: Tensor, num_groups: int) -> Tensor:
-    """Scores as logits whose argmax is the hard choice: the chosen row is set 1 above its
-    group's best score."""
-    best = scatter(score, group, 0, dim_size=num_groups, reduce="max")[group]
-    return torch.where(chosen, best + 1, score)
