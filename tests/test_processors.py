@@ -73,7 +73,7 @@ def test_chunked_triplets_equal_the_dense_formula(monkeypatch, chunk):
 
 
 # ------------------------------------------------------------------------- discrete processor
-DISCRETE = ["bfs", "dijkstra", "mst_prim"]
+DISCRETE = ["bfs", "dijkstra", "mst_prim", "dfs"]
 
 
 def _factor_slices(model):
@@ -104,13 +104,16 @@ def test_discrete_hard_states_are_exactly_one_hot(trained):
 
 
 def _clrs_graphs(algorithm: str, sizes=(5, 9, 14, 24), seed=0):
+    """CLRS-30's sampler: every ordered pair with p (``A *= A.T`` when undirected)."""
     conv = GRAPH_CONVENTIONS[algorithm]
     rng = np.random.default_rng(seed)
     graphs = []
     for n in sizes:
         for p in (0.5, 0.25):
-            A = erdos_renyi(n, p * p, weighted=conv.weighted, self_loops=p, rng=rng)
-            graphs.append(run(algorithm, A, int(rng.integers(n))))
+            A = erdos_renyi(n, p if conv.directed else p * p, directed=conv.directed,
+                            weighted=conv.weighted, self_loops=p, rng=rng)
+            source = int(rng.integers(n))
+            graphs.append(run(algorithm, A) if algorithm == "dfs" else run(algorithm, A, source))
     return graphs
 
 
@@ -156,8 +159,69 @@ def test_discrete_works_with_an_sae_and_with_interventions():
     assert not torch.equal(flip.hints["reach_h"][:, 1], clean.hints["reach_h"][:, 1])
 
 
+# ------------------------------------------------------- dfs: two rounds, two selections, a clock
+def _per_group(values, index, size):
+    return torch.zeros(size, dtype=values.dtype).index_add_(0, index, values)
+
+
+def test_dfs_discrete_choices_are_hard_and_one_per_group():
+    model = HookedNAR.from_pretrained("dfs-discrete")
+    batch, _ = small_batch("dfs", num_graphs=4, sizes=(6, 11))
+    _, cache = model.run_with_cache(batch)
+    (src, dst), N, B = batch.edge_index, batch.num_nodes, batch.num_graphs
+    u_factor = _factor_slices(model)[2]
+    for t in range(cache.num_steps):
+        state, stamp = cache[f"steps.{t}.hook_state"], cache[f"steps.{t}.hook_stamp"]
+        for x in [*(state[:, part] for part in _factor_slices(model)), stamp]:
+            assert set(x.unique().tolist()) <= {0.0, 1.0}
+            assert torch.equal(x.sum(-1), torch.ones(N))
+        # the scan picks one out-edge per node, the pointers one in-edge per node
+        scan = cache[f"steps.{t}.attn.hook_pattern"][:, 0]
+        assert torch.equal(_per_group(scan, src, N), torch.ones(N))
+        edge_state = cache[f"steps.{t}.hook_edge_state"]
+        for k in range(2):
+            assert torch.equal(_per_group(edge_state[:, k], dst, N), torch.ones(N))
+        for name in ("hook_select", "hook_select_v"):
+            assert torch.equal(_per_group(cache[f"steps.{t}.{name}"], batch.batch, B),
+                               torch.ones(B))
+        assert torch.equal(state[:, u_factor][:, 1], cache[f"steps.{t}.hook_select"])
+        # at most one push per graph, along a real edge
+        pushed = cache[f"steps.{t}.hook_push"][:, 0]
+        assert (_per_group(pushed, batch.batch, B) <= 1).all()
+        assert torch.equal(cache[f"steps.{t}.hook_node_out"], state @ model.processor.embed.weight.T)
+
+
+def test_dfs_discrete_hooks_are_exact_and_causal():
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    model = HookedNAR.from_pretrained("dfs-discrete")
+    batch, _ = small_batch("dfs", num_graphs=4, sizes=(7, 10))
+    clean, cache = model.run_with_cache(batch)
+    plain = model(batch)
+    identity = model.run_with_hooks(batch, fwd_hooks=[(lambda n: True, lambda x, hook: x)])
+    for name in plain.hints:
+        assert torch.equal(plain.hints[name], clean.hints[name])
+        assert torch.equal(plain.hints[name], identity.hints[name])
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=model.cfg.d_model, d_sae=32))
+    with model.saes(sae, use_error_term=True):
+        assert torch.equal(model(batch).outputs["pi"], clean.outputs["pi"])
+    assert not model._sae_splices
+    # no pushes at a step where one happens: the scanning node finishes instead, the tree
+    # changes, and nothing computed before that step does
+    t = next(t for t in range(1, cache.num_steps) if cache[f"steps.{t}.hook_push"].sum() > 0)
+    is_self = (batch.edge_index[0] == batch.edge_index[1]).float()[:, None]
+    with model.hooks(fwd_hooks=[(f"steps.{t}.attn.hook_pattern", lambda x, hook: is_self)]):
+        blocked, patched = model.run_with_cache(batch)
+    assert not torch.equal(blocked.outputs["pi"], clean.outputs["pi"])
+    color = model.processor.layout.factors[0].name
+    assert not torch.equal(blocked.hints[color][:, t], clean.hints[color][:, t])
+    for name in list(cache.cache_dict)[: list(cache.cache_dict).index(f"steps.{t}.attn.hook_pattern")]:
+        assert torch.equal(cache[name], patched[name]), name
+
+
 @pytest.mark.parametrize(("kw", "match"), [
-    ({"algorithm": "dfs"}, "processor='discrete' supports"),
+    ({"algorithm": "topological_sort"}, "processor='discrete' supports"),
     ({"num_layers": 2}, "num_layers=1"),
     ({"hint_mode": "none"}, "needs hints"),
 ])
@@ -194,7 +258,8 @@ def test_train_cli_trains_a_resumable_discrete_checkpoint(tmp_path, capsys):
     (["--processor", "nope"], "--processor 'nope' is unknown; valid: mpnn"),
     (["--processor", "discrete", "--stepwise"], "--stepwise does not apply to --processor discrete"),
     (["--processor", "discrete", "--generator", "er"], "--generator does not apply"),
-    (["--processor", "discrete", "--algorithm", "dfs"], "processor='discrete' supports"),
+    (["--processor", "discrete", "--algorithm", "topological_sort"],
+     "processor='discrete' supports"),
 ])
 def test_train_cli_bad_discrete_arguments_are_one_line_errors(extra, message, tmp_path, capsys,
                                                              monkeypatch):

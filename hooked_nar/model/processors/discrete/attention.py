@@ -4,7 +4,8 @@ A hard choice picks one row per group (one node per graph, one in-edge per node,
 the rows whose learned score is within ``TIER`` of the group's best are tied, and keys that
 are never fed to a network (a scalar, the node index) break the tie, least first
 (:func:`lexicographic_top1`). The scores learn from a hinge loss whose targets come from the
-hints (:func:`choice_loss`).
+hints (:func:`choice_loss`). States are hard too: one one-hot factor per discrete hint
+(:func:`one_hot_state`, :func:`hard_factors`).
 """
 
 from __future__ import annotations
@@ -85,3 +86,24 @@ def lift(score: Tensor, chosen: Tensor, group: Tensor, num_groups: int) -> Tenso
     group's best score."""
     best = scatter(score, group, 0, dim_size=num_groups, reduce="max")[group]
     return torch.where(chosen, best + 1, score)
+
+
+def one_hot_state(batch, t: int, factors, widths: list[int]) -> Float[Tensor, "N K"]:
+    """One-hot state of hint step ``t``: the hints ``factors`` (categoricals as they are,
+    masks and mask_one as 2 classes), concatenated."""
+    parts = []
+    for f, w in zip(factors, widths, strict=True):
+        value = batch[f.name][:, t]
+        parts.append(value.float() if f.type == "categorical"
+                     else F.one_hot(value.long(), w).float())
+    return torch.cat(parts, -1)
+
+
+def hard_factors(logits: Float[Tensor, "N K"], widths: list[int], stochastic: bool
+                 ) -> Float[Tensor, "N K"]:
+    """Per factor of ``widths``: one-hot argmax, or straight-through Gumbel-softmax when
+    ``stochastic``."""
+    parts = logits.split(widths, -1)
+    if stochastic:
+        return torch.cat([F.gumbel_softmax(p, tau=1.0, hard=True) for p in parts], -1)
+    return torch.cat([F.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype) for p in parts], -1)

@@ -68,9 +68,11 @@ from hooked_nar.model.fields import Field, algorithm_fields
 from hooked_nar.model.processors.base import AttentionHooks
 from hooked_nar.model.processors.discrete.attention import (
     choice_loss,
+    hard_factors,
     lexicographic_top1,
     lift,
     mlp,
+    one_hot_state,
 )
 from hooked_nar.model.typed_fields import pointer_targets
 
@@ -149,24 +151,12 @@ class DFSRoundsProcessor(nn.Module):
     # ----------------------------------------------------------------- states
     def true_state(self, batch, t: int) -> Float[Tensor, "N K"]:
         """One-hot state of hint step ``t`` from the batch's hints."""
-        parts = []
-        for f, w in zip(self.layout.factors, self.layout.widths, strict=True):
-            value = batch[f.name][:, t]
-            parts.append(value.float() if f.type == "categorical"
-                         else F.one_hot(value.long(), w).float())
-        return torch.cat(parts, -1)
+        return one_hot_state(batch, t, self.layout.factors, self.layout.widths)
 
     def true_pointers(self, batch, t: int) -> Float[Tensor, "E 2"]:
         """0/1 pointer edges of hint step ``t``: columns ``pi_h``, ``s_prev``."""
         return torch.stack([pointer_targets(batch[f.name][:, t], batch, batch.edge_index)
                             for f in self.layout.pointers], -1).float()
-
-    def hard(self, logits: Tensor, widths: list[int], stochastic: bool) -> Tensor:
-        """Per factor: one-hot argmax, or straight-through Gumbel-softmax when ``stochastic``."""
-        parts = logits.split(widths, -1)
-        if stochastic:
-            return torch.cat([F.gumbel_softmax(p, tau=1.0, hard=True) for p in parts], -1)
-        return torch.cat([F.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype) for p in parts], -1)
 
     # ----------------------------------------------------------------- forward
     def run(self, batch, steps: nn.ModuleList, decoder: nn.Module, num_steps: int
@@ -255,9 +245,9 @@ class DFSRoundsProcessor(nn.Module):
             logits = hooks.hook_state_logits(torch.cat(
                 [color, s, torch.stack([1 - sel_u, sel_u], -1),
                  torch.stack([1 - sel_v, sel_v], -1), s_last], -1))
-            state = hooks.hook_state(self.hard(logits, self.layout.widths, self.training))
+            state = hooks.hook_state(hard_factors(logits, self.layout.widths, self.training))
             stamp_logits = hooks.hook_stamp_logits(stamp_logits)
-            stamp = hooks.hook_stamp(self.hard(stamp_logits, [len(STAMPS)], self.training))
+            stamp = hooks.hook_stamp(hard_factors(stamp_logits, [len(STAMPS)], self.training))
             hints["color"].append(color)
             hints["s"].append(s[:, 1] - s[:, 0])
             hints["s_last"].append(s_last[:, 1] - s_last[:, 0])

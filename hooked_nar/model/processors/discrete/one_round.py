@@ -54,9 +54,11 @@ from hooked_nar.model.fields import Field, algorithm_fields
 from hooked_nar.model.processors.base import AttentionHooks
 from hooked_nar.model.processors.discrete.attention import (
     choice_loss,
+    hard_factors,
     lexicographic_top1,
     lift,
     mlp,
+    one_hot_state,
 )
 from hooked_nar.model.typed_fields import pointer_targets
 
@@ -156,19 +158,7 @@ class OneRoundProcessor(nn.Module):
     # ----------------------------------------------------------------- states
     def true_state(self, batch, t: int) -> Float[Tensor, "N K"]:
         """One-hot state of hint step ``t`` from the batch's hints."""
-        parts = []
-        for f, w in zip(self.layout.factors, self.layout.widths, strict=True):
-            value = batch[f.name][:, t]
-            parts.append(value.float() if f.type == "categorical"
-                         else F.one_hot(value.long(), w).float())
-        return torch.cat(parts, -1)
-
-    def hard(self, logits: Float[Tensor, "N K"], stochastic: bool) -> Float[Tensor, "N K"]:
-        """Per factor: one-hot argmax, or straight-through Gumbel-softmax when ``stochastic``."""
-        parts = logits.split(self.layout.widths, -1)
-        if stochastic:
-            return torch.cat([F.gumbel_softmax(p, tau=1.0, hard=True) for p in parts], -1)
-        return torch.cat([F.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype) for p in parts], -1)
+        return one_hot_state(batch, t, self.layout.factors, self.layout.widths)
 
     def scalar_form(self) -> int:
         """0: candidates are path lengths ``x_u + w_uv``; 1: edge weights ``w_uv``."""
@@ -272,7 +262,7 @@ class OneRoundProcessor(nn.Module):
             predicted = self.update(torch.cat([h, sel[:, None], aggr], -1))
             logits = self.assemble(predicted, sel)
             logits = hooks.hook_state_logits(logits)
-            state = hooks.hook_state(self.hard(logits, stochastic=self.training))
+            state = hooks.hook_state(hard_factors(logits, self.layout.widths, self.training))
             moved = scatter(pattern[:, 0] * (1 - pointer), dst, 0, dim_size=N, reduce="sum")
             chosen_cand = scatter(pattern[:, 0].double() * cand, dst, 0, dim_size=N, reduce="sum")
             if layout.scalar is not None:
