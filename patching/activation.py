@@ -277,19 +277,24 @@ class _Run:
 
     def __init__(self, model, target: list[Data], source: list[Data], hooks: list[str], metric):
         self.model, self.target, self.hooks, self.metric = model, target, hooks, metric
+        # bookkeeping (layouts, masks, tables) on the CPU; the model runs on its own device
         self.tb, self.sb = collate(target), collate(source)
+        self.run_tb = collate(target, device=model.device)
+        run_sb = collate(source, device=model.device)
         steps_t = num_processor_steps(self.tb.length.view(-1))
         steps_s = num_processor_steps(self.sb.length.view(-1))
         self.steps = torch.minimum(steps_t, steps_s)  # [G] steps both runs execute
         self.S = int(self.steps.max())
         names = [f"steps.{t}.{h}" for h in hooks for t in range(self.S)]
         with torch.no_grad():
-            self.source_logits, cache = model.run_with_cache(self.sb, names_filter=names)
-            self.target_logits, tcache = model.run_with_cache(self.tb, names_filter=names)
-        self.source_value = metric(self.source_logits, self.sb).detach()
-        self.target_value = metric(self.target_logits, self.tb).detach()
-        self.acts = {h: [cache[f"steps.{t}.{h}"] for t in range(self.S)] for h in hooks}
-        self.target_acts = {h: [tcache[f"steps.{t}.{h}"] for t in range(self.S)] for h in hooks}
+            source_logits, cache = model.run_with_cache(run_sb, names_filter=names)
+            target_logits, tcache = model.run_with_cache(self.run_tb, names_filter=names)
+        self.source_value = metric(source_logits, run_sb).detach().cpu()
+        self.target_value = metric(target_logits, self.run_tb).detach().cpu()
+        self.acts = {h: [cache[f"steps.{t}.{h}"].cpu() for t in range(self.S)] for h in hooks}
+        self.target_acts = {
+            h: [tcache[f"steps.{t}.{h}"].cpu() for t in range(self.S)] for h in hooks
+        }
         self.layout = {}
         for h in hooks:
             a, b = self.acts[h][0], self.target_acts[h][0]
@@ -313,7 +318,8 @@ class _Run:
 
     def copies(self, k: int) -> Batch:
         if k not in self._copies:
-            self._copies = {k: collate(self.target * k)}  # keep one size (the last chunk differs)
+            # keep one size (the last chunk differs)
+            self._copies = {k: collate(self.target * k, device=self.model.device)}
         return self._copies[k]
 
     def run_masks(self, hook: str, masks: Tensor) -> Tensor:
@@ -325,14 +331,14 @@ class _Run:
 
         def fn(x: Tensor, hook) -> Tensor:
             t = int(hook.name.split(".")[1])
-            m = masks[:, t].reshape(-1)
+            m = masks[:, t].reshape(-1).to(x.device)
             src = acts[t].repeat(K, *([1] * (acts[t].dim() - 1))).to(x)
             return torch.where(m.view(-1, *([1] * (x.dim() - 1))), src, x)
 
         fwd = [(f"steps.{t}.{hook}", fn) for t in range(self.S) if masks[:, t].any()]
         with torch.no_grad():
             logits = self.model.run_with_hooks(big, fwd_hooks=fwd)
-            return self.metric(logits, big).detach().view(K, self.num_graphs)
+            return self.metric(logits, big).detach().cpu().view(K, self.num_graphs)
 
 
 def _sites(by, S: int, max_n: int) -> list[tuple[int | None, int | None]]:
@@ -611,8 +617,8 @@ def attribution_patching(
             return x
 
         with torch.enable_grad():
-            logits = model.run_with_hooks(run.tb, fwd_hooks=[(n, keep) for n in names])
-            total = torch.nansum(metric(logits, run.tb))
+            logits = model.run_with_hooks(run.run_tb, fwd_hooks=[(n, keep) for n in names])
+            total = torch.nansum(metric(logits, run.run_tb))
             if not total.requires_grad:
                 raise ValueError(f"metric {metric.name} does not depend on the activations")
             grads = torch.autograd.grad(total, [kept[n] for n in names], allow_unused=True)
@@ -627,7 +633,8 @@ def attribution_patching(
         contrib = []
         for t in range(run.S):
             g_t = grad[f"steps.{t}.{h}"]
-            delta = (run.acts[h][t] - kept[f"steps.{t}.{h}"].detach()).double()
+            g_t = None if g_t is None else g_t.cpu()
+            delta = (run.acts[h][t] - kept[f"steps.{t}.{h}"].detach().cpu()).double()
             c = (
                 torch.zeros(delta.shape[0], dtype=torch.float64, device=delta.device)
                 if g_t is None

@@ -184,10 +184,14 @@ def _check_features(sae, features) -> Tensor:
 
 @torch.no_grad()
 def feature_acts(sae, rows: Tensor, batch_size: int = 8192) -> Tensor:
-    """SAE feature activations ``[R, d_sae]`` of activation rows ``[R, d_in]``."""
+    """SAE feature activations ``[R, d_sae]`` of activation rows ``[R, d_in]`` (computed on
+    the SAE's device, returned on the rows')."""
     if rows.ndim != 2 or rows.shape[1] != sae.cfg.d_in:
         raise ValueError(f"rows must be [R, {sae.cfg.d_in}], got {tuple(rows.shape)}")
-    return torch.cat([sae.encode(c.to(sae.dtype)) for c in rows.split(batch_size)])
+    device = sae.W_dec.device
+    return torch.cat(
+        [sae.encode(c.to(device, sae.dtype)).to(rows.device) for c in rows.split(batch_size)]
+    )
 
 
 def _reference_rows(reference, hook: str) -> Tensor:

@@ -73,14 +73,12 @@ def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
 
     total = hint = 0.0
     n = 0
-    device = next(model.parameters()).device
-    for batch in CLRSLoader(dataset, batch_size=batch_size, shuffle=False):
-        batch = batch.to(device)
+    for batch in CLRSLoader(dataset, batch_size=batch_size, device=model.device):
         logits = model(batch)
         loss = float(model.loss(logits, batch))
         out = 0.0
         for f in model.output_fields:
-            valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=device)
+            valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=model.device)
             out += float(
                 typed_fields.field_loss(
                     f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index

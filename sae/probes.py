@@ -259,7 +259,7 @@ def _embedding_rows(model, dataset, index) -> Tensor | None:
     from hooked_nar.data import CLRSLoader
 
     per_graph = []
-    for batch in CLRSLoader(dataset, batch_size=64, shuffle=False):
+    for batch in CLRSLoader(dataset, batch_size=64, device=model.device):
         _, cache = model.run_with_cache(batch, names_filter=lambda n: n == EMBEDDING_HOOK)
         if EMBEDDING_HOOK not in cache.cache_dict:
             return None

@@ -17,6 +17,7 @@ Nothing downstream may count a padded step: multiply or index with these masks.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -77,8 +78,9 @@ def pad_steps(data: Data, T: int) -> Data:
     return out
 
 
-def collate(data_list: Sequence[Data]) -> Batch:
-    """Pad every graph to the longest trajectory of the list and batch them.
+def collate(data_list: Sequence[Data], device: torch.device | str | None = None) -> Batch:
+    """Pad every graph to the longest trajectory of the list and batch them (on ``device``
+    when given, e.g. ``model.device``; the graphs themselves stay where they are).
 
     The batch has ``step_mask`` [B, T_max] bool (True where t < length of graph b) and every
     hint padded to ``T_max``; pointers stay node indices local to their graph.
@@ -89,7 +91,8 @@ def collate(data_list: Sequence[Data]) -> Batch:
     if len(algs) != 1:
         raise ValueError(f"a batch must hold one algorithm, got {sorted(algs)}")
     T = max(int(d.length.reshape(-1)[0]) for d in data_list)
-    return Batch.from_data_list([pad_steps(d, T) for d in data_list])
+    batch = Batch.from_data_list([pad_steps(d, T) for d in data_list])
+    return batch if device is None else batch.to(device)
 
 
 def as_batch(data: Data | Batch) -> Batch:
@@ -146,7 +149,8 @@ class CLRSLoader(DataLoader):
     """``torch.utils.data.DataLoader`` over a dataset of CLRS ``Data`` using :func:`collate`.
 
     ``seed`` fixes the shuffling order (a fresh ``torch.Generator`` seeded with it), so two
-    loaders with the same seed yield the same batches.
+    loaders with the same seed yield the same batches. ``device``: where the batches are
+    put (e.g. ``model.device``).
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class CLRSLoader(DataLoader):
         batch_size: int = 32,
         shuffle: bool = False,
         seed: int | None = None,
+        device: torch.device | str | None = None,
         **kwargs,
     ) -> None:
         if "collate_fn" in kwargs:
@@ -166,7 +171,7 @@ class CLRSLoader(DataLoader):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            collate_fn=collate,
+            collate_fn=collate if device is None else functools.partial(collate, device=device),
             generator=generator,
             **kwargs,
         )

@@ -94,6 +94,11 @@ class HookedNAR(SAESplicing, HookedRootModule):
         self._init_sae_splicing()
         self.setup()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live; batches go there with ``collate(graphs, device=...)``."""
+        return next(self.parameters()).device
+
     def _encodable(self, fields: list[Field]) -> list[Field]:
         # Pointers over a complete candidate set have no edge of edge_index to live on.
         return [f for f in fields if not (f.type == "pointer" and self.dense_pointers)]
@@ -254,6 +259,11 @@ class HookedNAR(SAESplicing, HookedRootModule):
         if algorithms != {self.cfg.algorithm}:
             raise ValueError(
                 f"batch holds {sorted(map(str, algorithms))} but this model runs {self.cfg.algorithm!r}"
+            )
+        if batch.edge_index.device != self.device:
+            raise ValueError(
+                f"batch is on {batch.edge_index.device} but the model on {self.device}: "
+                "move it with batch.to(model.device) or collate(graphs, device=model.device)"
             )
         missing = [f.name for f in self.input_fields if f.name not in batch]
         if missing or "length" not in batch:

@@ -95,7 +95,7 @@ def steering_sites(
     if sites_per_graph < 1:
         raise ValueError(f"sites_per_graph must be >= 1, got {sites_per_graph}")
     if graph_ids is None:
-        graph_ids = torch.arange(batch.num_graphs)
+        graph_ids = torch.arange(batch.num_graphs, device=candidates.device)
     rounds = [torch.zeros_like(candidates) for _ in range(sites_per_graph)]
     ptr = batch.ptr.tolist()
     for g in range(batch.num_graphs):
@@ -104,14 +104,14 @@ def steering_sites(
         if nodes.numel() == 0:
             continue
         gen = torch.Generator().manual_seed(seed * 1_000_003 + int(graph_ids[g]))
-        perm = torch.randperm(nodes.numel(), generator=gen)
+        perm = torch.randperm(nodes.numel(), generator=gen, device="cpu").to(nodes.device)
         nodes, steps = nodes[perm], steps[perm]
         # rank of each candidate among those of its step: every step once (in shuffled
         # order, so the first site is at a random step) before any step twice
         rank = torch.zeros_like(steps)
         for s in steps.unique():
             at = (steps == s).nonzero().flatten()
-            rank[at] = torch.arange(at.numel())
+            rank[at] = torch.arange(at.numel(), device=at.device)
         order = torch.argsort(rank, stable=True)
         for k, i in enumerate(order[:sites_per_graph].tolist()):
             rounds[k][lo + nodes[i], steps[i]] = True

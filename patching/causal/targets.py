@@ -94,8 +94,8 @@ def _expand(batch, nodes: Tensor, steps: Tensor, target: Target) -> TargetRows:
         src, dst = src[order], dst[order]
         start = torch.searchsorted(src, nodes)
         count = torch.searchsorted(src, nodes, right=True) - start
-        owner = torch.repeat_interleave(torch.arange(nodes.numel()), count)
-        offset = torch.arange(int(count.sum())) - torch.repeat_interleave(
+        owner = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), count)
+        offset = torch.arange(int(count.sum()), device=nodes.device) - torch.repeat_interleave(
             torch.cumsum(count, 0) - count, count
         )
         row = dst[start[owner] + offset]
@@ -169,11 +169,12 @@ def _unique(rows: TargetRows, num_nodes: int) -> TargetRows:
 
 def _first_occurrence(key: Tensor) -> tuple[Tensor, Tensor]:
     uniq, inverse = torch.unique(key, return_inverse=True)
-    pos = torch.arange(key.numel())
-    first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long).scatter_reduce(
+    dev = key.device
+    pos = torch.arange(key.numel(), device=dev)
+    first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long, device=dev).scatter_reduce(
         0, inverse, pos, "amin"
     )
-    mask = torch.zeros(key.numel(), dtype=torch.bool)
+    mask = torch.zeros(key.numel(), dtype=torch.bool, device=dev)
     mask[first] = True
     return uniq, mask
 
@@ -184,7 +185,7 @@ def margins(model, logits, batch, target: Target, rows: TargetRows) -> Float[Ten
     field = next(f for f in model.hint_fields if f.name == target.hint)
     lg = logits.hints[target.hint].float()  # mask / mask_one [N, S]; pointer [P, S]
     if len(rows) == 0:
-        return torch.zeros(0)
+        return torch.zeros(0, device=lg.device)
     if field.type == "mask":
         return lg[rows.row, rows.step]
     if field.type == "categorical":
@@ -193,7 +194,7 @@ def margins(model, logits, batch, target: Target, rows: TargetRows) -> Float[Ten
         others = torch.cat([x[:, :k], x[:, k + 1 :]], 1).amax(1)
         return x[:, k] - others if target.rule[0] == "class" else others - x[:, k]
     if field.type == "mask_one":
-        group, members = batch.batch, torch.arange(batch.num_nodes)
+        group, members = batch.batch, torch.arange(batch.num_nodes, device=lg.device)
         key_row, key_cand = batch.batch[rows.row], rows.cand
     else:
         i, j = logits.pointer_index
@@ -218,16 +219,17 @@ def _grouped_margin(
     found = sorted_code[pos] == query
     p = order[pos]
     score = lg[p, step]
-    out = torch.full((query.numel(),), math.nan)
+    dev = lg.device
+    out = torch.full((query.numel(),), math.nan, device=dev)
     for t in step.unique().tolist():
         at = step == t
         s_t = lg[:, t]
-        top1 = torch.full((size,), -math.inf).scatter_reduce(0, group, s_t, "amax")
+        top1 = torch.full((size,), -math.inf, device=dev).scatter_reduce(0, group, s_t, "amax")
         is_top = s_t >= top1[group]
-        top2 = torch.full((size,), -math.inf).scatter_reduce(
+        top2 = torch.full((size,), -math.inf, device=dev).scatter_reduce(
             0, group, s_t.masked_fill(is_top, -math.inf), "amax"
         )
-        ties = torch.zeros(size).index_add_(0, group, is_top.float())
+        ties = torch.zeros(size, device=dev).index_add_(0, group, is_top.float())
         g = key_row[at]
         sc = score[at]
         best_other = torch.where((sc >= top1[g]) & (ties[g] < 2), top2[g], top1[g])
@@ -236,7 +238,8 @@ def _grouped_margin(
 
 
 def _per_graph_sum(values: Tensor, graph: Tensor, num_graphs: int) -> Tensor:
-    return torch.zeros(num_graphs, dtype=torch.float64).index_add_(0, graph, values.double())
+    zeros = torch.zeros(num_graphs, dtype=torch.float64, device=values.device)
+    return zeros.index_add_(0, graph, values.double())
 
 
 def margin_removed(

@@ -77,8 +77,8 @@ class AblationRuns:
                 f"clean runs {sorted(algs)} but the model runs {model.cfg.algorithm!r}"
             )
         self.sites = list(sites) if sites is not None else processor_sites(model)
-        self.batch = collate(self.clean)
-        self.steps = num_processor_steps(self.batch.length.view(-1))  # [G]
+        self.batch = collate(self.clean, device=model.device)
+        self.steps = num_processor_steps(self.batch.length.view(-1)).cpu()  # [G]
         self.S = int(self.steps.max())
         self.clean_acts, self.clean_values = self._capture(self.batch)
         if ablation == "counterfactual":
@@ -87,19 +87,23 @@ class AblationRuns:
             cor = _graph_list(corrupted, "corrupted")
             if len(cor) != len(self.clean):
                 raise ValueError(f"corrupted has {len(cor)} graphs for {len(self.clean)} clean")
-            cb = collate(cor)
+            cb = collate(cor, device=model.device)
             if not torch.equal(cb.edge_index, self.batch.edge_index):
                 raise ValueError("clean and corrupted must have the same nodes and edges")
-            if not torch.equal(num_processor_steps(cb.length.view(-1)), self.steps):
+            if not torch.equal(num_processor_steps(cb.length.view(-1)).cpu(), self.steps):
                 raise ValueError("clean and corrupted must run the same number of steps")
             self.ref_acts, self.reference_values = self._capture(cb)
         elif ablation == "mean":
-            mb = self.batch if mean_graphs is None else collate(_graph_list(mean_graphs, "mean"))
+            mb = (
+                self.batch
+                if mean_graphs is None
+                else collate(_graph_list(mean_graphs, "mean"), device=model.device)
+            )
             acts, _ = self._capture(mb) if mean_graphs is not None else (self.clean_acts, None)
             self.ref_acts = {}
             for site in self.sites:
-                graph = self.row_graph(mb, site)
-                steps = num_processor_steps(mb.length.view(-1))
+                graph = self.row_graph(mb, site).cpu()
+                steps = num_processor_steps(mb.length.view(-1)).cpu()
                 means = []
                 for t in range(self.S):
                     ok = steps[graph] > t
@@ -128,7 +132,7 @@ class AblationRuns:
 
     def row_graphs(self) -> dict[str, Tensor]:
         """Graph of each row of every site on the clean batch."""
-        return {s.name: self.row_graph(self.batch, s) for s in self.sites}
+        return {s.name: self.row_graph(self.batch, s).cpu() for s in self.sites}
 
     def delta(self, site: str) -> Float[Tensor, "S R d"]:
         """Reference minus clean activation of ``site``."""
@@ -143,7 +147,7 @@ class AblationRuns:
 
         def keep(name):
             def fn(x: Tensor, t: int) -> Tensor:
-                acts[name][t] = x.detach().clone()
+                acts[name][t] = x.detach().clone().cpu()  # scores are computed on the CPU
                 return x
 
             return fn
@@ -155,7 +159,7 @@ class AblationRuns:
                 logits = self.model(batch)
         finally:
             self.model.train(was)
-        values = {k: m(logits, batch).detach() for k, m in self.metrics.items()}
+        values = {k: m(logits, batch).detach().cpu() for k, m in self.metrics.items()}
         return {k: torch.stack(v) for k, v in acts.items()}, values
 
     def run(
@@ -168,7 +172,7 @@ class AblationRuns:
         the reference (a float mask ``a`` moves them ``a`` of the way there, for gradients
         with ``grad=True``). Sites missing from ``masks`` run unchanged."""
         K = next(iter(masks.values())).shape[0] if masks else 1
-        big = collate(self.clean * K)
+        big = collate(self.clean * K, device=self.model.device)
         fns = {}
         for name, mask in masks.items():
             if mask.shape[0] != K:
@@ -179,7 +183,10 @@ class AblationRuns:
         try:
             with torch.set_grad_enabled(grad), site_hooks(self.model, fns, self.S):
                 logits = self.model(big)
-                return {k: m(logits, big).view(K, self.num_graphs) for k, m in self.metrics.items()}
+                return {
+                    k: m(logits, big).cpu().view(K, self.num_graphs)
+                    for k, m in self.metrics.items()
+                }
         finally:
             self.model.train(was)
 
@@ -190,7 +197,7 @@ class AblationRuns:
             if t >= mask.shape[1] or not mask[:, t].any():
                 return x
             R, d = ref.shape[1], ref.shape[2]
-            m = mask[:, t].expand(K, R, d).reshape(K * R, d)
+            m = mask[:, t].expand(K, R, d).reshape(K * R, d).to(x.device)
             source = ref[t].repeat(K, 1).to(x)
             if m.dtype == torch.bool:
                 return torch.where(m, source, x)

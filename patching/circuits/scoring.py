@@ -117,7 +117,7 @@ def eap_scores(runs: AblationRuns, components: Components) -> Scores:
             ]
         )
         i += runs.S
-        attribution[site] = runs.delta(site) * g
+        attribution[site] = runs.delta(site) * g.cpu()
     per_graph = components.aggregate(attribution, runs.row_graphs(), runs.num_graphs)
     return Scores("eap", components, per_graph, metric.name, _gap(runs))
 
@@ -148,7 +148,7 @@ def eap_ig_scores(
     alphas = (torch.arange(K, dtype=torch.float32) + 0.5) / K
     # copies: (moved step u, alpha j) for scope "step"; (alpha j) for scope "site"
     U = S if scope == "step" else 1
-    big = collate(runs.clean * (U * K))
+    big = collate(runs.clean * (U * K), device=model.device)
     attribution = {}
     was = model.training
     model.eval()
