@@ -17,9 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from hooked_nar.algorithms import registered_algorithms
-from hooked_nar.model.fields import Field, row_graph
+from hooked_nar.model.fields import Field, decode, row_graph
 from hooked_nar.model.steps import hint_step_mask
-from hooked_nar.model.typed_fields import decode
 
 METRIC_NAMES = {
     "pointer": "node_accuracy",
@@ -130,9 +129,9 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
             ok &= field_ok
         graphs_ok += float(ok.sum())
         num_graphs += batch.num_graphs
-        step_valid = hint_step_mask(batch, logits.num_steps)
+        step_valid = hint_step_mask(batch, logits.num_processor_steps)
         for f in model.hint_fields:
-            target = batch[f.name][:, 1 : logits.num_steps + 1]
+            target = batch[f.name][:, 1 : logits.num_processor_steps + 1]
             pred = decode(f, logits.hints[f.name][:, : target.shape[1]], batch, pidx)
             g = row_graph(f, batch)
             for t in range(target.shape[1]):

@@ -793,7 +793,7 @@ def plot_effects(
     """
     from matplotlib.colors import Normalize
 
-    from hooked_nar.plotting import pyplot, save_figure
+    from hooked_nar.figures import pyplot, save_figure
 
     results = list(results)
     if not results:

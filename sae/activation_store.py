@@ -3,7 +3,7 @@
 Rows are collected batch by batch in dataset order (within a batch: by step, then node, as
 ``NARCache.flatten``); padded steps never enter. Every row carries its dataset graph index,
 node index within the graph, processor step, and the concept labels of
-:func:`hooked_nar.concepts.concept_labels` (``concepts``: the state the step computes,
+:func:`hooked_nar.concept_labels.concept_labels` (``concepts``: the state the step computes,
 ``concepts_read``: the state it reads).
 
 The store lives in memory, or on disk as safetensors shards plus ``manifest.json`` (when

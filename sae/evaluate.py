@@ -69,7 +69,7 @@ def _accuracy(res: dict) -> tuple[float, float]:
 def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
     """Mean total loss and hint loss (total minus output terms) per batch."""
     from hooked_nar.data import CLRSLoader
-    from hooked_nar.model import typed_fields
+    from hooked_nar.model.fields import field_loss
 
     total = hint = 0.0
     n = 0
@@ -82,7 +82,7 @@ def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
         for f in model.output_fields:
             valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=device)
             out += float(
-                typed_fields.field_loss(
+                field_loss(
                     f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index
                 )
             )

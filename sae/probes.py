@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from sae.concepts import auroc, pearson
+from sae.feature_scores import auroc, pearson
 
 __all__ = ["ProbeResult", "concept_baselines", "graph_split", "linear_probe", "probe_concepts"]
 

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from hooked_nar.atomic import write_text_atomic
-from sae.concepts import (
+from sae.evaluate import encode_rows, recovered_text
+from sae.feature_scores import (
     MONOSEMANTIC_RULE,
     best_features,
     concepts_with_feature,
@@ -21,7 +22,6 @@ from sae.concepts import (
     monosemantic_features,
     top_examples,
 )
-from sae.evaluate import encode_rows, recovered_text
 from sae.probes import probe_concepts
 from sae.sweep import describe
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
-from sae.concepts import concepts_with_feature, feature_concept_scores
 from sae.evaluate import encode_rows, evaluate_sae
+from sae.feature_scores import concepts_with_feature, feature_concept_scores
 from sae.training import train_sae
 
 __all__ = [

@@ -15,7 +15,7 @@ from hooked_nar.algorithms import (
     run,
 )
 from hooked_nar.app.study.context import PREDICTION_HINTS, TRAJECTORY_HINTS
-from hooked_nar.concepts import CLASS_NAMES
+from hooked_nar.concept_labels import CLASS_NAMES
 from hooked_nar.data import sample_graph
 from hooked_nar.data.generators import GRAPH_CONVENTIONS
 from hooked_nar.evaluate import TRIPLET_GMPNN

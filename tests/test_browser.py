@@ -103,8 +103,8 @@ def test_example_activations_equal_run_with_cache(run):
     for g in sorted({e["graph"] for e in d["examples"]}):
         _, cache = model.run_with_cache(collate([eval_data[g]]))
         drawn = torch.tensor(d["acts"][str(g)])  # [S, n]
-        assert drawn.shape == (cache.num_steps, graphs[str(g)]["n"])
-        for t in range(cache.num_steps):
+        assert drawn.shape == (cache.num_processor_steps, graphs[str(g)]["n"])
+        for t in range(cache.num_processor_steps):
             with torch.no_grad():
                 expect = sae.encode(cache[f"steps.{t}.hook_node_out"])[:, f]
             assert torch.allclose(drawn[t], expect, atol=2e-4), (g, t)
@@ -165,9 +165,9 @@ def test_results_readers_take_new_formats_and_absences():
 
 
 def test_baselines_equal_sae_concepts_auroc():
-    """The baselines rank once for every concept; the AUROCs equal sae.concepts.auroc's."""
+    """The baselines rank once for every concept; the AUROCs equal sae.feature_scores.auroc's."""
     from hooked_nar.app.browser.gather import _auroc_from_ranks, computed_baselines
-    from sae.concepts import auroc, midranks
+    from sae.feature_scores import auroc, midranks
 
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(300, 6, generator=gen).round(decimals=1)  # ties included
@@ -186,7 +186,7 @@ def test_baselines_equal_sae_concepts_auroc():
 
 def test_concept_table_equals_feature_concept_scores():
     from hooked_nar.app.browser.gather import concept_table
-    from sae.concepts import feature_concept_scores
+    from sae.feature_scores import feature_concept_scores
 
     gen = torch.Generator().manual_seed(1)
     acts = torch.relu(torch.randn(400, 12, generator=gen)).round(decimals=1)

@@ -69,8 +69,8 @@ def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
     from sae_lens import SAE
 
     from sae import ActivationStore, reconstruction
-    from sae.concepts import best_features, feature_concept_scores
     from sae.evaluate import encode_rows
+    from sae.feature_scores import best_features, feature_concept_scores
 
     out, res = bfs_study
     sae = SAE.load_from_disk(out / "sae")

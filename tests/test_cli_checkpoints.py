@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hooked_nar.app.cli import main
-from hooked_nar.concepts import CONCEPTS
+from hooked_nar.concept_labels import CONCEPTS
 from hooked_nar.model.checkpoint import checkpoint_config, resolve_checkpoint, shipped_checkpoints
 
 TINY_STUDY = [

@@ -83,7 +83,7 @@ def test_cache_equals_a_forward_without_hooks(processor):
     logits, cache = model.run_with_cache(batch)
     plain = model(batch)
     assert torch.equal(cache["decoder.hook_pi"], plain.outputs["pi"])
-    for t in range(plain.num_steps):
+    for t in range(plain.num_processor_steps):
         for hint, value in plain.hints.items():
             assert torch.equal(cache[f"steps.{t}.decoder.hook_{hint}"], value[:, t])
     assert not model.is_caching and all(not hp.fwd_hooks for hp in model.hook_dict.values())
@@ -201,7 +201,7 @@ def test_several_layers_per_step_are_hooked_per_layer():
     model = small_model("bfs", num_layers=2)
     batch, _ = small_batch("bfs")
     _, cache = model.run_with_cache(batch)
-    for t in range(cache.num_steps):
+    for t in range(cache.num_processor_steps):
         assert torch.equal(cache[f"steps.{t}.layers.1.hook_node_out"], cache[f"steps.{t}.hook_node_out"])
         assert not torch.equal(cache[f"steps.{t}.layers.0.hook_node_out"], cache[f"steps.{t}.hook_node_out"])
         assert f"steps.{t}.layers.0.hook_msg" in cache.cache_dict

@@ -15,7 +15,7 @@ from hooked_nar.data import collate
 from hooked_nar.data.generators import clrs_erdos_renyi, sample_graph
 from hooked_nar.evaluate import benchmark, bootstrap_interval, main_output
 from hooked_nar.model import HookedNAR, NARConfig
-from hooked_nar.model.typed_fields import hard_values, pointer_targets, true_values
+from hooked_nar.model.fields import hard_values, pointer_targets, true_values
 from hooked_nar.stepwise import step_batch, stepwise_loss
 from hooked_nar.train import randomise_positions, train
 from tests.model_helpers import small_batch

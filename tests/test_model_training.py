@@ -10,8 +10,7 @@ import torch
 from hooked_nar.data import collate
 from hooked_nar.evaluate import evaluate
 from hooked_nar.model import HookedNAR, NARConfig
-from hooked_nar.model.fields import algorithm_fields
-from hooked_nar.model.typed_fields import decode
+from hooked_nar.model.fields import algorithm_fields, decode
 from tests.model_helpers import small_batch, small_model
 
 
@@ -59,7 +58,7 @@ def test_evaluate_metrics_on_an_oracle():
             i, j = logits.pointer_index
             parent = b.pi + b.ptr[b.batch]
             logits.outputs["pi"] = (i == parent[j]).float() * 10
-            S = logits.num_steps
+            S = logits.num_processor_steps
             logits.hints["reach_h"] = (b.reach_h[:, 1 : S + 1] * 2 - 1) * 10
             return logits
 

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from hooked_nar.concepts import CONCEPTS
+from hooked_nar.concept_labels import CONCEPTS
 from hooked_nar.data import TRAIN_SIZES, CLRSDataset, CLRSLoader
 from hooked_nar.model import HookedNAR
 from patching.causal import (
@@ -88,7 +88,7 @@ def saes(bfs):
 
 
 def _auroc(acts, y):
-    from sae.concepts import auroc
+    from sae.feature_scores import auroc
 
     return auroc(acts, y.bool()).nan_to_num(0.5)
 
@@ -148,7 +148,7 @@ def test_targets_are_declared_for_every_boolean_concept_of_the_studied_algorithm
 def test_consequence_rows_of_is_visited_are_its_newly_reached_neighbours(bfs):
     model, _, data = bfs
     batch = _batch(data)
-    from hooked_nar.concepts import concept_labels
+    from hooked_nar.concept_labels import concept_labels
 
     lab = concept_labels(batch, "computed", ["is_visited"])
     target = CONCEPTS["bfs"]["is_visited"].target
@@ -176,8 +176,8 @@ def test_consequence_rows_of_is_visited_are_its_newly_reached_neighbours(bfs):
 def test_margins_are_positive_exactly_where_the_model_predicts_the_consequence(bfs):
     model, _, data = bfs
     batch = _batch(data)
-    from hooked_nar.concepts import concept_labels
-    from hooked_nar.model import typed_fields
+    from hooked_nar.concept_labels import concept_labels
+    from hooked_nar.model.fields import decode
 
     with torch.no_grad():
         logits = model(batch)
@@ -186,7 +186,7 @@ def test_margins_are_positive_exactly_where_the_model_predicts_the_consequence(b
     rows = consequence_rows(batch, lab["is_frontier"], lab["step_mask"], target)
     m = margins(model, logits, batch, target, rows)
     field = next(f for f in model.hint_fields if f.name == "pi_h")
-    pred = typed_fields.decode(field, logits.hints["pi_h"], batch, logits.pointer_index)
+    pred = decode(field, logits.hints["pi_h"], batch, logits.pointer_index)
     points = pred[rows.row, rows.step].long() == rows.cand - batch.ptr[rows.graph]
     ok = torch.isfinite(m)
     assert ok.all() and torch.equal(m[ok] > 0, points[ok])
@@ -196,7 +196,7 @@ def test_margins_are_positive_exactly_where_the_model_predicts_the_consequence(b
 def test_steering_sites_are_where_the_algorithm_makes_the_concept_true_next(bfs):
     model, _, data = bfs
     batch = _batch(data)
-    from hooked_nar.concepts import concept_labels
+    from hooked_nar.concept_labels import concept_labels
 
     lab = concept_labels(batch, "computed", ["is_visited"])
     y, valid = lab["is_visited"], lab["step_mask"]

@@ -35,7 +35,7 @@ def setup():
     batch = collate([data[i] for i in range(len(data))])  # 3-8 steps
     with torch.no_grad():
         _, cache = model.run_with_cache(batch)
-    rows = torch.cat([cache["hook_node_out", t] for t in range(cache.num_steps)])
+    rows = torch.cat([cache["hook_node_out", t] for t in range(cache.num_processor_steps)])
     return model, batch, cache, rows
 
 

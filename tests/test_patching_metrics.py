@@ -34,7 +34,7 @@ def _logits(batch, pi_scores=None, reach=None, pi_h=None) -> NARLogits:
             "pi_h": torch.zeros(P, S) if pi_h is None else pi_h,
         },
         pointer_index=batch.edge_index,
-        num_steps=S,
+        num_processor_steps=S,
     )
 
 

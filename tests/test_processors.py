@@ -88,7 +88,7 @@ def test_discrete_hard_states_are_exactly_one_hot(trained):
              else small_model("dijkstra", processor="discrete"))
     batch, _ = small_batch("dijkstra", num_graphs=4, sizes=(6, 11))
     _, cache = model.run_with_cache(batch)
-    for t in range(cache.num_steps):
+    for t in range(cache.num_processor_steps):
         state = cache[f"steps.{t}.hook_state"]
         assert set(state.unique().tolist()) <= {0.0, 1.0}
         for part in _factor_slices(model):

@@ -50,12 +50,12 @@ def test_error_term_is_exact_and_sae_hooks_are_per_step(setup):
     with model.saes(sae, use_error_term=True):
         assert set(model.state_dict()) == keys  # the SAE's weights stay out of the model's
         spliced, cache = model.run_with_cache(batch)
-        for t in range(cache.num_steps):
+        for t in range(cache.num_processor_steps):
             assert model.hook_dict[f"steps.{t}.hook_node_out.hook_sae_acts_post"].layer() == t
     clean, spliced = _flat(clean), _flat(spliced)
     for k in clean:
         assert torch.equal(clean[k], spliced[k]), k
-    for t in range(cache.num_steps):
+    for t in range(cache.num_processor_steps):
         x = clean_cache["hook_node_out", t]
         assert torch.equal(cache["hook_node_out", t], x)
         assert torch.equal(cache[f"steps.{t}.hook_node_out.hook_sae_input"], x)
@@ -112,10 +112,10 @@ def test_new_steps_get_the_sae_when_steps_is_none():
     batch = collate([data[0], data[1]])
     with model.saes(_sae()):
         _, cache = model.run_with_cache(batch)
-        assert len(model.steps) == cache.num_steps > 2
+        assert len(model.steps) == cache.num_processor_steps > 2
         assert all(
             f"steps.{t}.hook_node_out.hook_sae_acts_post" in cache.cache_dict
-            for t in range(cache.num_steps)
+            for t in range(cache.num_processor_steps)
         )
     _no_splice(model)
 

@@ -41,7 +41,7 @@ def test_a_permanent_hook_and_a_longer_batch_say_how_to_proceed():
             run(batch)
         assert "do this for you" not in str(e.value)
     model.reset_hooks(including_permanent=True)
-    assert model(batch).num_steps > 1
+    assert model(batch).num_processor_steps > 1
 
 
 def test_add_hook_builds_the_steps_its_name_refers_to():
@@ -76,7 +76,7 @@ def test_incl_bwd_asks_for_the_loss(bfs):
 def test_tl_cache_methods_take_processor_steps_as_layers(bfs):
     model, batch = bfs
     _, cache = model.run_with_cache(batch)
-    S = cache.num_steps
+    S = cache.num_processor_steps
     stacked = cache.stack_activation("hook_node_out")
     assert torch.equal(stacked, cache.stack("hook_node_out").values) and stacked.shape[0] == S
     assert torch.equal(
@@ -125,7 +125,7 @@ def test_nnsight_wraps_the_model_like_run_with_cache(bfs):
     logits, cache = model.run_with_cache(batch)
     wrapped = nnsight.NNsight(model)
     assert isinstance(wrapped.encoder.input_embeddings, type(wrapped.encoder))  # an Envoy
-    S = cache.num_steps
+    S = cache.num_processor_steps
     states = []
     with wrapped.trace(batch):  # requested in the order the forward runs them
         emb = wrapped.encoder.hook_node_emb.output.save()

@@ -157,7 +157,7 @@ def causal_concept_tests(
 ) -> list[ConceptTest]:
     """Test every boolean concept of the model's algorithm (or ``concepts``) in one run:
     shared store, test graphs and Holm correction. Scalar concepts are not tested."""
-    from hooked_nar.concepts import CONCEPTS
+    from hooked_nar.concept_labels import CONCEPTS
 
     opts = (options or CausalOptions()).with_(**changes)
     alg = model.cfg.algorithm
@@ -304,7 +304,7 @@ def _build(
     concept, targets, st: _Store, sae, opts: CausalOptions, num_null: int, model
 ) -> ConceptSpec:
     """The unit, positive control, negation group and nulls of ``concept``."""
-    from sae.concepts import auroc
+    from sae.feature_scores import auroc
 
     y = st.labels[concept].bool()
     control = direction_unit(

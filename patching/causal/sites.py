@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from hooked_nar.concepts import CONCEPTS, concept_labels
+from hooked_nar.concept_labels import CONCEPTS, concept_labels
 
 __all__ = [
     "check_concept",
@@ -31,7 +31,7 @@ __all__ = [
 
 
 def check_concept(model, concept: str):
-    """The :class:`~hooked_nar.concepts.Concept` named ``concept`` of the model's algorithm;
+    """The :class:`~hooked_nar.concept_labels.Concept` named ``concept`` of the model's algorithm;
     ValueError naming the valid ones otherwise."""
     alg = model.cfg.algorithm
     if not isinstance(concept, str) or concept not in CONCEPTS[alg]:
@@ -49,7 +49,7 @@ def concept_predictions(
     decoded hint predictions, with the true hint 0 as the state before the first step.
     ``fwd_hooks``: an intervention to run with; ``logits``: use these instead of a run.
     A concept read from an input (``is_source``) is predicted as its truth."""
-    from hooked_nar.model import typed_fields
+    from hooked_nar.model.fields import decode
 
     c = check_concept(model, concept)
     truth = concept_labels(batch, "computed", [concept])[concept]
@@ -59,7 +59,7 @@ def concept_predictions(
     if logits is None:
         with torch.no_grad():
             logits = model.run_with_hooks(batch, fwd_hooks=list(fwd_hooks))
-    dec = typed_fields.decode(field, logits.hints[c.source_hint], batch, logits.pointer_index)
+    dec = decode(field, logits.hints[c.source_hint], batch, logits.pointer_index)
     true = batch[c.source_hint]
     T = true.shape[1]
     timeline = torch.cat([true[:, :1].float(), dec[:, : T - 1].float()], 1)

@@ -1,7 +1,7 @@
 """Where a concept's consequence is measured, and the two measures the rule decides on.
 
-Each boolean concept declares its :class:`~hooked_nar.concepts.Target` in
-:data:`hooked_nar.concepts.CONCEPTS` (which hint, whose prediction, which step). For a node v
+Each boolean concept declares its :class:`~hooked_nar.concept_labels.Target` in
+:data:`hooked_nar.concept_labels.CONCEPTS` (which hint, whose prediction, which step). For a node v
 where the concept holds at the state processor step t computes (hint t + 1), the target
 rows are ``(r, v, t')``: row node r (v itself or its neighbours), candidate v (the value that
 carries the consequence: on for a mask hint, "points to v" for a pointer, "is v" for a
@@ -32,7 +32,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from hooked_nar.concepts import CONCEPTS, Target
+from hooked_nar.concept_labels import CONCEPTS, Target
 
 __all__ = [
     "TargetRows",

@@ -197,7 +197,7 @@ def test_graph_values_and_pictures(bfs, tmp_path):
 
 
 def test_concept_baselines_against_references(bfs):
-    from sae.concepts import auroc
+    from sae.feature_scores import auroc
     from sae.probes import concept_baselines
 
     model, data, _ = bfs

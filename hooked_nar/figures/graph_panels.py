@@ -1,19 +1,6 @@
-"""Graphs coloured by per-node values, one panel per step (matplotlib Agg + networkx layouts).
-
-The core is :func:`draw_graph_panels`: one graph, the same layout in every panel, nodes
-coloured by any per-(panel, node) values (a hint, a prediction, an SAE feature activation),
-optional pointer arrows, a source node drawn as a square and red outlines on flagged nodes.
-:func:`draw_trajectory` and :func:`draw_prediction_vs_truth` are thin wrappers.
-
->>> from hooked_nar.algorithms import run
->>> traj = run("bfs", A, source=0)
->>> draw_trajectory(traj, "reach_h", "bfs_reach.png")
->>> draw_graph_panels(A, acts[:, :, 17], "feature17.png", kind="scalar",
-...                   value_label="feature 17", cmap="magma")   # acts [S, n, d_sae]
-
-Every figure is written atomically (temporary file + ``os.replace``); matplotlib is imported
-only when a function runs and always with the Agg backend.
-"""
+"""One graph drawn once per panel, nodes coloured by per-(panel, node) values (a hint, a
+prediction, an SAE feature activation), with optional pointer arrows, a square source node
+and red outlines on flagged nodes: the picture every other figure of a graph is built on."""
 
 from __future__ import annotations
 
@@ -25,16 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from hooked_nar.atomic import atomic_file
+from hooked_nar.figures.backend import as_numpy, pyplot, save_figure
+from hooked_nar.figures.layout import graph_layout, networkx_graph
 
-__all__ = [
-    "KINDS",
-    "draw_graph_panels",
-    "draw_prediction_vs_truth",
-    "draw_trajectory",
-    "graph_layout",
-    "save_figure",
-]
+__all__ = ["KINDS", "draw_graph_panels"]
 
 #: Value kinds :func:`draw_graph_panels` understands (CLRS types plus ``"pointer"`` only).
 KINDS = ("mask", "mask_one", "scalar", "categorical", "pointer")
@@ -48,106 +29,11 @@ _EDGE = "#b0b0b0"  # graph edges
 _DFS_COLOURS = {"white": "#f7f7f7", "grey": "#969696", "black": "#252525"}
 
 
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (figures are only saved)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save ``fig`` as a PNG at ``path`` atomically, close it, and return the path."""
-    try:
-        with atomic_file(path) as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-    finally:
-        pyplot().close(fig)
-    return Path(path)
-
-
-def _graph(A: np.ndarray, directed: bool):
-    import networkx as nx
-
-    n = A.shape[0]
-    G = nx.DiGraph() if directed else nx.Graph()
-    G.add_nodes_from(range(n))
-    ii, jj = np.nonzero(A)
-    G.add_edges_from((int(i), int(j)) for i, j in zip(ii, jj, strict=True) if i != j)
-    return G
-
-
-def graph_layout(A: Any, seed: int = 0) -> np.ndarray:
-    """Node positions ``[n, 2]`` for the graph with weight matrix ``A`` (reuse across figures).
-
-    Kamada-Kawai per connected component (deterministic, readable for small graphs),
-    components packed side by side; a seeded spring layout above 60 nodes.
-    """
-    import networkx as nx
-
-    A = _np(A)
-    n = A.shape[0]
-    G = _graph((A != 0) | (A.T != 0), directed=False)
-    if n > 60:
-        pos = nx.spring_layout(G, seed=seed, iterations=200)
-        return np.array([pos[i] for i in range(n)], dtype=float)
-    out = np.zeros((n, 2))
-    comps = sorted(nx.connected_components(G), key=lambda c: (-len(c), min(c)))
-    rng = np.random.default_rng(seed)
-    x0 = 0.0
-    singles: list[int] = []
-    for comp in comps:
-        nodes = sorted(comp)
-        if len(nodes) == 1:
-            singles.append(nodes[0])
-            continue
-        sub = G.subgraph(nodes)
-        init = {v: rng.normal(size=2) for v in nodes}
-        pos = nx.kamada_kawai_layout(sub, pos=init)
-        xy = np.array([pos[v] for v in nodes])
-        xy -= xy.min(0)
-        scale = math.sqrt(len(nodes)) / max(float(xy.max()), 1e-9)
-        xy = _spread(xy * scale, min_dist=0.95)
-        xy -= xy.min(0)
-        xy[:, 0] += x0
-        out[nodes] = xy
-        x0 = float(xy[:, 0].max()) + 1.0
-    if singles:  # isolated nodes in a column to the right
-        height = max(float(out[:, 1].max()), 1.0) if x0 > 0 else 1.0
-        for k, v in enumerate(singles):
-            out[v] = (x0, height * (k / max(len(singles) - 1, 1)))
-    return out
-
-
-def _spread(xy: np.ndarray, min_dist: float, iterations: int = 60) -> np.ndarray:
-    """Push apart nodes closer than ``min_dist`` (layouts put unrelated nodes on top of
-    each other now and then), moving each pair symmetrically along their axis."""
-    xy = xy.copy()
-    for _ in range(iterations):
-        diff = xy[:, None] - xy[None]
-        dist = np.sqrt((diff**2).sum(-1)) + np.eye(len(xy))
-        overlap = np.clip(min_dist - dist, 0, None)
-        np.fill_diagonal(overlap, 0)
-        if not overlap.any():
-            break
-        push = (diff / dist[..., None] * overlap[..., None] * 0.5).sum(1)
-        xy += push
-    return xy
-
-
 def _panels(x: Any, name: str, n: int) -> np.ndarray | None:
     """``[P, n]`` or ``[R, P, n]`` -> ``[R, P, n]``."""
     if x is None:
         return None
-    x = _np(x)
+    x = as_numpy(x)
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != n:
@@ -219,7 +105,7 @@ def draw_graph_panels(
 
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} must be one of {', '.join(KINDS)}")
-    A = _np(A)
+    A = as_numpy(A)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square matrix [n, n], got shape {A.shape}")
     n = A.shape[0]
@@ -243,7 +129,7 @@ def draw_graph_panels(
         raise ValueError(f"source={source} is not a node of a {n}-node graph")
     if directed is None:
         directed = not np.array_equal(A != 0, (A != 0).T)
-    pos = _np(layout) if layout is not None else graph_layout(A, layout_seed)
+    pos = as_numpy(layout) if layout is not None else graph_layout(A, layout_seed)
     if pos.shape != (n, 2):
         raise ValueError(f"layout must have shape [{n}, 2], got {pos.shape}")
 
@@ -299,7 +185,7 @@ def draw_graph_panels(
 
     node_size = 320 if n <= 16 else 200 if n <= 32 else 90 if n <= 64 else 30
     show_labels = n <= 40
-    G = _graph(A, directed)
+    G = networkx_graph(A, directed)
     has_legend = bool(legend) or source is not None or ptrs is not None or outl is not None
     extra_w = 1.2 if kind == "scalar" else 0.0
     label_w = 0.5 if row_labels is not None else 0
@@ -446,168 +332,3 @@ def draw_graph_panels(
     if title:
         fig.suptitle(title, fontsize=11)
     return save_figure(fig, path, dpi=dpi)
-
-
-def _select_steps(total: int, steps: Sequence[int] | None, max_panels: int) -> list[int]:
-    if steps is not None:
-        steps = [int(s) for s in steps]
-        bad = [s for s in steps if not 0 <= s < total]
-        if bad:
-            raise ValueError(f"steps {bad} out of range 0..{total - 1}")
-        return steps
-    if max_panels < 1:
-        raise ValueError(f"max_panels must be >= 1, got {max_panels}")
-    if total <= max_panels:
-        return list(range(total))
-    return sorted({int(round(x)) for x in np.linspace(0, total - 1, max_panels)})
-
-
-def _class_names(algorithm: str, hint: str, num_classes: int) -> list[str]:
-    from hooked_nar.concepts import CLASS_NAMES
-
-    names = CLASS_NAMES.get((algorithm, hint), CLASS_NAMES.get(("*", hint)))
-    return (
-        list(names) if names and len(names) == num_classes else [str(c) for c in range(num_classes)]
-    )
-
-
-def draw_trajectory(
-    traj,
-    hint: str,
-    path: str | os.PathLike,
-    steps: Sequence[int] | None = None,
-    max_panels: int = 8,
-    layout_seed: int = 0,
-    *,
-    pointer: str | None = "auto",
-    title: str | None = None,
-    layout: Any = None,
-) -> Path:
-    """Draw a :class:`~hooked_nar.algorithms.Trajectory`'s graph once per hint step.
-
-    Nodes are coloured by the node hint ``hint`` (mask: two colours; scalar: colormap with a
-    colorbar; mask_one: highlighted node; categorical: one colour per class; pointer:
-    parent -> child arrows). ``pointer``: a node pointer hint overlaid as arrows (``"auto"``:
-    ``pi_h`` or ``pi`` when the algorithm has one; None: none). ``steps``: hint steps to
-    draw (default: all, or ``max_panels`` evenly spaced ones including the first and last).
-    The input source ``s`` is drawn as a square; directed algorithms get arrows.
-    """
-    from hooked_nar.algorithms import SPECS
-    from hooked_nar.data.generators import GRAPH_CONVENTIONS
-
-    alg = traj.algorithm
-    node_hints = [k for k, fs in SPECS[alg].items() if fs.stage == "hint" and fs.location == "node"]
-    if hint not in node_hints:
-        raise ValueError(
-            f"hint={hint!r} is not a node hint of {alg}; node hints: {', '.join(node_hints)}"
-        )
-    fs = SPECS[alg][hint]
-    chosen = _select_steps(traj.length, steps, max_panels)
-    x = np.asarray(traj.hints[hint])[chosen]  # [P, n(, C)]
-    kind = fs.type
-    class_names = None
-    ptrs = None
-    if kind == "categorical":
-        class_names = _class_names(alg, hint, x.shape[-1])
-        x = x.argmax(-1)
-    if kind == "pointer":
-        ptrs, x = x, None
-        pointer_label = hint
-    else:
-        if pointer == "auto":
-            pointer = next(
-                (p for p in ("pi_h", "pi") if p in node_hints and SPECS[alg][p].type == "pointer"),
-                None,
-            )
-        if pointer is not None:
-            if pointer not in node_hints or SPECS[alg][pointer].type != "pointer":
-                raise ValueError(f"pointer={pointer!r} is not a node pointer hint of {alg}")
-            ptrs = np.asarray(traj.hints[pointer])[chosen]
-        pointer_label = pointer or "pointer"
-    source = None
-    if "s" in traj.inputs:
-        source = int(np.argmax(np.asarray(traj.inputs["s"]).reshape(-1)))
-    A = np.asarray(traj.inputs["A"])
-    if title is None:
-        title = f"{alg}: {hint} per hint step (n = {traj.num_nodes}, T = {traj.length})"
-    return draw_graph_panels(
-        A,
-        x,
-        path,
-        kind=kind,
-        titles=[f"t = {t}" for t in chosen],
-        title=title,
-        source=source,
-        pointers=ptrs,
-        directed=GRAPH_CONVENTIONS[alg].directed,
-        class_names=class_names,
-        value_label=hint,
-        pointer_label=pointer_label,
-        layout=layout,
-        layout_seed=layout_seed,
-    )
-
-
-def draw_prediction_vs_truth(
-    A: Any,
-    true_values: Any,
-    predicted_values: Any,
-    path: str | os.PathLike,
-    title: str,
-    *,
-    kind: str = "mask",
-    step_labels: Sequence[str] | None = None,
-    max_panels: int = 6,
-    source: int | None = None,
-    directed: bool | None = None,
-    value_label: str = "value",
-    mask_labels: Sequence[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    tolerance: float | None = None,
-    layout: Any = None,
-    layout_seed: int = 0,
-) -> Path:
-    """Truth (top row) against the model (bottom row) for a per-node value over steps.
-
-    ``true_values`` and ``predicted_values`` are ``[S, n]`` (one column per processor step,
-    e.g. hint t+1 and the model's prediction of it from step t). Mistakes are outlined in
-    red: any difference for mask / mask_one / categorical values, ``|diff| > tolerance``
-    for scalars (no outlines when ``tolerance`` is None). ``step_labels`` default to
-    ``"t = s+1"`` (the hint step each processor step computes); at most ``max_panels``
-    evenly spaced steps are drawn.
-    """
-    truth, pred = _np(true_values), _np(predicted_values)
-    if truth.shape != pred.shape or truth.ndim != 2:
-        raise ValueError(
-            f"true_values {truth.shape} and predicted_values {pred.shape} must both be [S, n]"
-        )
-    S = truth.shape[0]
-    chosen = _select_steps(S, None, max_panels)
-    if step_labels is None:
-        step_labels = [f"t = {s + 1}" for s in range(S)]
-    elif len(step_labels) != S:
-        raise ValueError(f"step_labels has {len(step_labels)} entries for {S} steps")
-    if kind == "scalar":
-        wrong = (np.abs(pred - truth) > tolerance) if tolerance is not None else None
-    else:
-        wrong = pred != truth
-    vals = np.stack([truth[chosen], pred[chosen]]).astype(float)
-    outl = None if wrong is None else np.stack([np.zeros_like(wrong[chosen]), wrong[chosen]])
-    return draw_graph_panels(
-        A,
-        vals,
-        path,
-        kind=kind,
-        titles=[step_labels[s] for s in chosen],
-        row_labels=["truth", "model"],
-        title=title,
-        source=source,
-        outlines=outl,
-        directed=directed,
-        value_label=value_label,
-        mask_labels=mask_labels,
-        class_names=class_names,
-        layout=layout,
-        layout_seed=layout_seed,
-        outline_label="wrong prediction",
-    )

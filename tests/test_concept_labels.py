@@ -8,7 +8,7 @@ import torch
 
 from hooked_nar.algorithms import ALGORITHMS, SPECS, run
 from hooked_nar.algorithms.registry import _REGISTRY
-from hooked_nar.concepts import CONCEPTS, concept_labels, concepts_markdown
+from hooked_nar.concept_labels import CONCEPTS, concept_labels, concepts_markdown
 from hooked_nar.data import CLRSDataset, collate, trajectory_to_data
 
 T_, F_ = True, False

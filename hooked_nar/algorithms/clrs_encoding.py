@@ -1,4 +1,5 @@
-"""Small array helpers that mirror how CLRS encodes inputs (shared by every algorithm)."""
+"""How CLRS encodes inputs (``pos``, ``adj``, mask_one fields, as in CLRS's ``probing``
+module), shared by every algorithm."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ activation of processor step t,
 - ``state="computed"`` labels it with the concept at hint t+1 (the state the step computes),
 - ``state="read"`` labels it with the concept at hint t (the state the step reads).
 
->>> from hooked_nar.concepts import concept_labels
+>>> from hooked_nar.concept_labels import concept_labels
 >>> labels = concept_labels(batch)                # batch from hooked_nar.data.CLRSLoader
 >>> labels["is_frontier"][labels["step_mask"]]    # only real (node, step) pairs
 
