@@ -3,9 +3,13 @@ complete and sound, and the per-algorithm tables elsewhere are views of the reco
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from hooked_nar import algorithms
 from hooked_nar.algorithms import (
     ALGORITHMS,
     CATEGORIES,
@@ -15,11 +19,11 @@ from hooked_nar.algorithms import (
     run,
 )
 from hooked_nar.app.study.context import PREDICTION_HINTS, TRAJECTORY_HINTS
-from hooked_nar.concept_labels import CLASS_NAMES
-from hooked_nar.data import sample_graph
+from hooked_nar.concept_labels import CLASS_NAMES, CONCEPTS, concept_labels
+from hooked_nar.data import collate, sample_graph, trajectory_to_data
 from hooked_nar.data.generators import GRAPH_CONVENTIONS
 from hooked_nar.evaluate import TRIPLET_GMPNN
-from hooked_nar.model.fields import DENSE_POINTER_ALGORITHMS
+from hooked_nar.model.fields import DENSE_POINTER_ALGORITHMS, algorithm_fields
 
 RECORDS = registered_algorithms()
 
@@ -95,3 +99,25 @@ def test_shipped_checkpoint_algorithms_declare_their_study_hints():
         assert RECORDS[name].trajectory_hint is not None
         assert RECORDS[name].prediction_hint is not None
         assert RECORDS[name].triplet_gmpnn is not None
+
+
+def test_adding_an_algorithm_needs_its_spec_and_its_registered_implementation_only():
+    """What adding an algorithm takes: its CLRS spec (``specs.json``) and a trace function
+    with its ``@register(...)`` record in a module of ``hooked_nar/algorithms/`` (imported
+    because it is there). Everything else is derived from the record: the list of names, the
+    graph conventions, the concept labels, the model's fields and the command line's choices."""
+    package = Path(algorithms.__file__).parent
+    registering = {
+        f"hooked_nar.algorithms.{p.stem}"
+        for p in package.glob("*.py")
+        if re.search(r"^@register\(", p.read_text(), re.MULTILINE)
+    }
+    assert registering == {rec.trace.__module__ for rec in RECORDS.values()}
+    assert ALGORITHMS == tuple(RECORDS)
+    for name, rec in RECORDS.items():
+        assert name in SPECS and GRAPH_CONVENTIONS[name] is rec.graph
+        assert CONCEPTS[name], f"{name} has no concept labels"
+        assert algorithm_fields(name, "input") and algorithm_fields(name, "output")
+        data = trajectory_to_data(run(name, *sample_graph(name, 5, rng=np.random.default_rng(0))))
+        labels = concept_labels(collate([data]))
+        assert set(labels) == {*CONCEPTS[name], "step_mask"}
