@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from hooked_nar.algorithms import registered_algorithms
 from hooked_nar.model.fields import Field, decode, row_graph
 from hooked_nar.model.steps import hint_step_mask
+from hooked_nar.stats import bootstrap_ci
 
 METRIC_NAMES = {
     "pointer": "node_accuracy",
@@ -193,16 +194,6 @@ def split_dataset(algorithm: str, split: str, num_graphs: int, seed: int, progre
     )
 
 
-def bootstrap_interval(
-    values: torch.Tensor, num_resamples: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of per-graph ``values`` [G]."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(values), (num_resamples, len(values)), generator=g)
-    means = values.double()[idx].mean(1)
-    return float(means.quantile(0.025)), float(means.quantile(0.975))
-
-
 @torch.no_grad()
 def per_graph_accuracy(model, dataset, batch_size: int = 8, progress: bool = False) -> dict:
     """Node accuracy and correctness of :func:`main_output` per graph: ``{"field",
@@ -250,9 +241,9 @@ def benchmark(
         out[name] = {
             "field": r["field"],
             "node_accuracy": float(r["node_accuracy"].mean()),
-            "node_accuracy_ci": bootstrap_interval(r["node_accuracy"]),
+            "node_accuracy_ci": bootstrap_ci(r["node_accuracy"]),
             "graph_accuracy": float(r["graph_correct"].mean()),
-            "graph_accuracy_ci": bootstrap_interval(r["graph_correct"]),
+            "graph_accuracy_ci": bootstrap_ci(r["graph_correct"]),
             "num_graphs": len(data),
         }
     return out

@@ -13,9 +13,10 @@ from scipy import stats
 from hooked_nar.app.cli import main as cli_main
 from hooked_nar.data import collate
 from hooked_nar.data.generators import clrs_erdos_renyi, sample_graph
-from hooked_nar.evaluate import benchmark, bootstrap_interval, main_output
+from hooked_nar.evaluate import benchmark, main_output
 from hooked_nar.model import HookedNAR, NARConfig
 from hooked_nar.model.fields import hard_values, pointer_targets, true_values
+from hooked_nar.stats import bootstrap_ci
 from hooked_nar.stepwise import step_batch, stepwise_loss
 from hooked_nar.train import randomise_positions, train
 from tests.model_helpers import small_batch
@@ -222,15 +223,15 @@ def test_benchmark_scores_an_oracle_perfectly_and_a_random_model_poorly():
     assert lo <= chance["node_accuracy"] <= hi
 
 
-def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_graphs():
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_more_graphs():
     g = torch.Generator().manual_seed(0)
     few = torch.rand(10, generator=g)
     many = torch.rand(1000, generator=g)
-    lo, hi = bootstrap_interval(few)
+    lo, hi = bootstrap_ci(few)
     assert lo < float(few.mean()) < hi
-    lo2, hi2 = bootstrap_interval(many)
+    lo2, hi2 = bootstrap_ci(many)
     assert hi2 - lo2 < (hi - lo) / 3
-    assert bootstrap_interval(torch.ones(5)) == (1.0, 1.0)
+    assert bootstrap_ci(torch.ones(5)) == (1.0, 1.0)
 
 
 def test_main_output_is_the_pointer_output():

@@ -32,6 +32,23 @@ def test_bootstrap_ci_contains_the_mean_narrows_with_more_graphs_and_ignores_nan
     assert bootstrap_ci(x, seed=3) == bootstrap_ci(x, seed=3) != bootstrap_ci(x, seed=4)
 
 
+
+def test_bootstrap_has_one_home_in_the_core_and_gives_the_earlier_numbers():
+    """patching.stats builds on hooked_nar.stats (the core may not import patching); the
+    interval equals the formula evaluate.bootstrap_interval and patching.stats each wrote."""
+    from hooked_nar import stats as core
+
+    assert bootstrap_ci is core.bootstrap_ci
+    x = torch.rand(37, generator=torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(5)
+    means = x.double()[torch.randint(37, (1000, 37), generator=gen)].mean(1)
+    earlier = (float(means.quantile(0.025)), float(means.quantile(0.975)))
+    assert bootstrap_ci(x, seed=5) == pytest.approx(earlier, abs=1e-12)
+    with pytest.raises(ValueError, match="num_resamples"):
+        core.resample_graphs(5, num_resamples=0)
+    with pytest.raises(ValueError, match="level"):
+        core.percentile_interval(means, level=1.0)
+
 def test_paired_difference_counts_the_spread_across_null_units():
     g = torch.Generator().manual_seed(1)
     G = 64
