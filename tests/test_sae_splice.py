@@ -182,3 +182,32 @@ def test_an_sae_of_another_algorithm_is_refused(setup):
     with pytest.raises(ValueError, match="trained on a dijkstra model.*runs bfs"):
         model.add_sae(sae)
     _no_splice(model)
+
+
+def test_run_with_saes_splices_for_one_call_only(setup):
+    """SAELens's run_with_saes / run_with_cache_with_saes / run_with_hooks_with_saes: the
+    same numbers as the saes() context, nothing left spliced after (or after a bad hook)."""
+    model, batch = setup
+    sae = _sae()
+    plain = _flat(model(batch))
+    with model.saes(sae):
+        expected = _flat(model(batch))
+    got = _flat(model.run_with_saes(batch, saes=[sae]))
+    _no_splice(model)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert not all(torch.equal(got[k], plain[k]) for k in plain)  # the reconstruction flowed on
+    logits, cache = model.run_with_cache_with_saes(batch, saes=sae, use_error_term=True)
+    _no_splice(model)
+    assert "steps.0.hook_node_out.hook_sae_acts_post" in cache
+    assert all(torch.equal(_flat(logits)[k], plain[k]) for k in plain)  # the error term is exact
+    seen = []
+    model.run_with_hooks_with_saes(
+        batch,
+        saes=sae,
+        fwd_hooks=[("steps.1.hook_node_out.hook_sae_acts_post", lambda x, hook: seen.append(x))],
+    )
+    _no_splice(model)
+    assert len(seen) == 1 and seen[0].shape == (batch.num_nodes, 48)
+    with pytest.raises(ValueError, match="hook_nope"):
+        model.run_with_saes(batch, saes=sae, hook="hook_nope")
+    _no_splice(model)
