@@ -12,6 +12,7 @@ and pooled over valid steps (padded steps never count).
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -20,6 +21,14 @@ from hooked_nar.algorithms import registered_algorithms
 from hooked_nar.model.fields import Field, decode, row_graph
 from hooked_nar.model.steps import hint_step_mask
 from hooked_nar.stats import bootstrap_ci
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
 
 METRIC_NAMES = {
     "pointer": "node_accuracy",
@@ -99,7 +108,12 @@ def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> dict:
+def evaluate(
+    model: HookedNAR,
+    dataset: CLRSDataset | Sequence[Data],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict:
     """CLRS metrics of ``model`` on ``dataset`` (a CLRSDataset or list of Data).
 
     Returns ``{"outputs": {field: {"metric", "value", "graph_accuracy"}}, "graph_accuracy": float,
@@ -178,7 +192,7 @@ TRIPLET_GMPNN = {
 }
 
 
-def main_output(model) -> Field:
+def main_output(model: HookedNAR) -> Field:
     """The output a checkpoint is judged on: its first pointer output (``pi``, ``topo``)."""
     pointers = [f for f in model.output_fields if f.type == "pointer"]
     return (pointers or model.output_fields)[0]
@@ -195,7 +209,12 @@ def split_dataset(algorithm: str, split: str, num_graphs: int, seed: int, progre
 
 
 @torch.no_grad()
-def per_graph_accuracy(model, dataset, batch_size: int = 8, progress: bool = False) -> dict:
+def per_graph_accuracy(
+    model: HookedNAR,
+    dataset: CLRSDataset | Sequence[Data],
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict:
     """Node accuracy and correctness of :func:`main_output` per graph: ``{"field",
     "node_accuracy" [G], "graph_correct" [G]}`` (whole-graph: every output entirely right)."""
     from hooked_nar.data import CLRSLoader
@@ -227,7 +246,7 @@ def per_graph_accuracy(model, dataset, batch_size: int = 8, progress: bool = Fal
 
 
 def benchmark(
-    model, num_graphs: int = 32, seed: int = 1234, splits=None, progress: bool = False
+    model: HookedNAR, num_graphs: int = 32, seed: int = 1234, splits=None, progress: bool = False
 ) -> dict:
     """Per split (``splits``, default :data:`DEFAULT_SPLITS`; names of :data:`BENCHMARK_SPLITS`):
     node accuracy (mean over graphs) and whole-graph accuracy of :func:`main_output`, each with

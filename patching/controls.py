@@ -80,8 +80,8 @@ class CausalResult:
         cls,
         name: str,
         metric: str,
-        effect: Tensor,
-        control: Tensor,
+        effect: Float[Tensor, " graphs"],
+        control: Float[Tensor, " graphs"],
         settings: dict | None = None,
         seed: int = 0,
     ) -> CausalResult:

@@ -22,9 +22,14 @@ the threshold and the cosines between their decoder rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float, Int, Shaped
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from hooked_nar.model.cache import RowIndex
 
 __all__ = [
     "MONOSEMANTIC_RULE",
@@ -67,7 +72,9 @@ def _check(acts: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return acts, labels
 
 
-def auroc(acts: Tensor, labels: Tensor) -> Tensor:
+def auroc(
+    acts: Float[Tensor, " rows *features"], labels: Shaped[Tensor, " rows"]
+) -> Float[Tensor, " features"]:
     """AUROC of every column of ``acts`` [R, F] (or [R]) for boolean ``labels`` [R] -> [F].
 
     NaN when ``labels`` is all true or all false (no pairs to compare).
@@ -81,7 +88,9 @@ def auroc(acts: Tensor, labels: Tensor) -> Tensor:
     return ((u - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
 
 
-def best_f1(acts: Tensor, labels: Tensor, chunk: int = 64) -> dict[str, Tensor]:
+def best_f1(
+    acts: Float[Tensor, " rows *features"], labels: Shaped[Tensor, " rows"], chunk: int = 64
+) -> dict[str, Float[Tensor, " features"]]:
     """Best-threshold F1 of every column of ``acts`` [R, F] for boolean ``labels`` [R].
 
     Rule: predict true where ``act >= threshold``, over every distinct activation value of
@@ -112,7 +121,9 @@ def best_f1(acts: Tensor, labels: Tensor, chunk: int = 64) -> dict[str, Tensor]:
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def pearson(acts: Tensor, values: Tensor) -> Tensor:
+def pearson(
+    acts: Float[Tensor, " rows *features"], values: Shaped[Tensor, " rows"]
+) -> Float[Tensor, " features"]:
     """Pearson correlation of every column of ``acts`` [R, F] with ``values`` [R] -> [F].
 
     0 where either side is constant."""
@@ -124,7 +135,9 @@ def pearson(acts: Tensor, values: Tensor) -> Tensor:
     return torch.where(denom > 0, r, torch.zeros(())).float()
 
 
-def spearman(acts: Tensor, values: Tensor) -> Tensor:
+def spearman(
+    acts: Float[Tensor, " rows *features"], values: Shaped[Tensor, " rows"]
+) -> Float[Tensor, " features"]:
     """Spearman correlation (Pearson on mid-ranks) of every column with ``values`` -> [F]."""
     acts, values = _check(acts, values)
     return pearson(midranks(acts).float(), midranks(values).float())
@@ -157,7 +170,9 @@ class ConceptScores:
 
 
 def feature_concept_scores(
-    acts: Tensor, labels: dict[str, Tensor], features: Tensor | None = None
+    acts: Float[Tensor, "rows features"],
+    labels: dict[str, Shaped[Tensor, " rows"]],
+    features: Int[Tensor, " subset"] | None = None,
 ) -> ConceptScores:
     """All statistics of features ``acts`` [R, F] against ``labels`` ``{concept: [R]}``.
 
@@ -258,7 +273,7 @@ def monosemantic_features(
 
 
 def feature_splitting(
-    scores: ConceptScores, decoder: Tensor, threshold: float = 0.9
+    scores: ConceptScores, decoder: Float[Tensor, "features d_in"], threshold: float = 0.9
 ) -> dict[str, dict]:
     """Per boolean concept, how split its code is: ``features`` with AUROC >= ``threshold``,
     and the mean and largest ``|cos|`` between their decoder rows (``decoder`` [F, d]; NaN
@@ -287,7 +302,11 @@ def concepts_with_feature(scores: ConceptScores, threshold: float = 0.95) -> lis
 
 
 def top_examples(
-    acts: Tensor, index, feature: int, k: int = 10, labels: dict[str, Tensor] | None = None
+    acts: Float[Tensor, "rows features"],
+    index: RowIndex,
+    feature: int,
+    k: int = 10,
+    labels: dict[str, Shaped[Tensor, " rows"]] | None = None,
 ) -> list[dict]:
     """The ``k`` rows where ``feature`` fires most, strongest first:
     ``[{graph, node, step, activation, <concept>: value, ...}]``.

@@ -8,6 +8,7 @@ length 1 runs one output-only step and contributes no valid rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -16,6 +17,9 @@ from torch_geometric.data import Batch
 from transformer_lens import ActivationCache
 
 from hooked_nar.model.steps import hint_step_mask, num_processor_steps
+
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
 
 _NO_POSITIONS = (
     "graphs have no token positions (rows are nodes, edges or graphs): pos_slice must be None"
@@ -39,7 +43,9 @@ def _transformer_only(name: str):
     return method
 
 
-def row_layout(model, batch: Batch, num_rows: int) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
+def row_layout(
+    model: HookedNAR, batch: Batch, num_rows: int
+) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
     """Graph ``[R]`` and within-graph node index ``[R]`` (-1: not a node row) of the rows of a
     hook of ``model`` on ``batch``, told apart by their number: nodes, edges, pointer
     candidates or graphs. On the batch's device."""

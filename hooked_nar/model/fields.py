@@ -9,6 +9,7 @@ Losses and decoders take the logits of one field in the formats of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,9 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from hooked_nar.algorithms import CATEGORIES, SPECS, registered_algorithms
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
 
 #: Algorithms whose pointer heads score every node of the graph instead of the in-edges of
 #: ``edge_index`` (``Algorithm.dense_pointers`` in the registry).
@@ -69,7 +73,7 @@ def complete_pairs(ptr: Tensor) -> Tensor:
     return torch.stack([torch.cat(rows), torch.cat(cols)])
 
 
-def row_graph(field: Field, batch) -> Tensor:
+def row_graph(field: Field, batch: Batch) -> Tensor:
     """The graph of every row of a node ``[N]``, edge ``[E]`` or graph ``[B]`` field."""
     if field.location == "node":
         return batch.batch
@@ -78,14 +82,14 @@ def row_graph(field: Field, batch) -> Tensor:
     return torch.arange(batch.num_graphs, device=batch.batch.device)
 
 
-def pointer_targets(target: Tensor, batch, pointer_index: Tensor) -> Tensor:
+def pointer_targets(target: Tensor, batch: Batch, pointer_index: Tensor) -> Tensor:
     """Bool ``[P(, S)]``: candidate (i, j) is the true pointer of j (``target`` within-graph)."""
     i, j = pointer_index
     parent = target.long() + batch.ptr[batch.batch].view(-1, *([1] * (target.dim() - 1)))
     return parent[j] == i.view(-1, *([1] * (target.dim() - 1)))
 
 
-def log_probs(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor:
+def log_probs(field: Field, logits: Tensor, batch: Batch, pointer_index: Tensor) -> Tensor:
     """Normalised log-probabilities for mask_one and pointer fields."""
     if field.type == "pointer":
         return segment_log_softmax(logits, pointer_index[1], batch.num_nodes)
@@ -94,7 +98,7 @@ def log_probs(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Ten
 
 
 def field_loss(
-    field: Field, logits: Tensor, target: Tensor, valid: Tensor, batch, pointer_index: Tensor
+    field: Field, logits: Tensor, target: Tensor, valid: Tensor, batch: Batch, pointer_index: Tensor
 ) -> Tensor:
     """Mean loss over the valid rows (``valid`` [X(, S)] bool, node/edge/graph rows).
 
@@ -127,7 +131,7 @@ def scatter_rows(src: Tensor, index: Tensor, size: int) -> Tensor:
     return out.index_add_(0, index, src)
 
 
-def decode(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor:
+def decode(field: Field, logits: Tensor, batch: Batch, pointer_index: Tensor) -> Tensor:
     """Hard predictions in the dataset's format: masks {0, 1}, one-hot categoricals and
     mask_one, scalars as is, pointers as the parent's index within its graph (``[N(, S)]``)."""
     if field.type == "mask":
@@ -160,7 +164,7 @@ def scatter_max_rows(src: Tensor, index: Tensor, size: int) -> Tensor:
     )
 
 
-def soft_values(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor:
+def soft_values(field: Field, logits: Tensor, batch: Batch, pointer_index: Tensor) -> Tensor:
     """Decoded hints as probabilities, for re-encoding (pointers: probability per candidate)."""
     if field.type == "mask":
         return torch.sigmoid(logits)
@@ -171,13 +175,13 @@ def soft_values(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> T
     return log_probs(field, logits, batch, pointer_index).exp()
 
 
-def hard_values(field: Field, logits: Tensor, batch, pointer_index: Tensor) -> Tensor:
+def hard_values(field: Field, logits: Tensor, batch: Batch, pointer_index: Tensor) -> Tensor:
     """Decoded hints in the format of :func:`true_values` (one-hot pointers, 0/1 masks)."""
     with torch.no_grad():
         return true_values(field, decode(field, logits, batch, pointer_index), batch, pointer_index)
 
 
-def true_values(field: Field, target: Tensor, batch, pointer_index: Tensor) -> Tensor:
+def true_values(field: Field, target: Tensor, batch: Batch, pointer_index: Tensor) -> Tensor:
     """Ground-truth hints in the same format as :func:`soft_values`."""
     if field.type == "pointer":
         return pointer_targets(target, batch, pointer_index).float()

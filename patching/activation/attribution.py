@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -18,11 +19,14 @@ from patching.activation.runs import (
     setup_pair,
 )
 
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
+
 __all__ = ["attribution_patching"]
 
 
 def attribution_patching(
-    model,
+    model: HookedNAR,
     clean,
     corrupted,
     hooks: str | Sequence[str] = "hook_node_out",

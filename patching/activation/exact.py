@@ -4,6 +4,7 @@ at a different site (graphs of a batch never interact in a HookedNAR)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,11 +26,14 @@ from patching.activation.runs import (
 )
 from patching.metrics import as_metric
 
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
+
 __all__ = ["activation_patching", "patched_metric"]
 
 
 def patched_metric(
-    model,
+    model: HookedNAR,
     target,
     source,
     hooks: str | Sequence[str] = "hook_node_out",
@@ -57,7 +61,9 @@ def patched_metric(
     return tables, run.target_value, run.source_value
 
 
-def _patch_tables(run: PatchingRun, hooks: list[str], by, batch_size: int, progress) -> dict[str, Tensor]:
+def _patch_tables(
+    run: PatchingRun, hooks: list[str], by, batch_size: int, progress
+) -> dict[str, Tensor]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     max_n = int(run.tb.ptr.diff().max())
@@ -130,7 +136,7 @@ def _table(by, run: PatchingRun, hook: str, sites, values: Tensor) -> Tensor:
 
 
 def activation_patching(
-    model,
+    model: HookedNAR,
     clean,
     corrupted,
     hooks: str | Sequence[str] = "hook_node_out",

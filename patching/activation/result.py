@@ -10,12 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from patching.stats import bootstrap_ci
 
-__all__ = ["BY", "GAP_RELATIVE", "PatchingResult", "normalise_table", "normalised_effect", "usable_gap"]
+__all__ = [
+    "BY",
+    "GAP_RELATIVE",
+    "PatchingResult",
+    "normalise_table",
+    "normalised_effect",
+    "usable_gap",
+]
 
 #: The site layouts ``by`` accepts.
 BY = (("step", "node"), ("step",), ("node",))
@@ -155,8 +162,11 @@ def _json(x: Tensor):
 
 
 def normalised_effect(
-    patched: Tensor, clean: Tensor, corrupt: Tensor, graph: Tensor | None = None
-) -> Tensor:
+    patched: Float[Tensor, "*sites columns"],
+    clean: Float[Tensor, " graphs"],
+    corrupt: Float[Tensor, " graphs"],
+    graph: Int[Tensor, " columns"] | None = None,
+) -> Float[Tensor, "*sites columns"]:
     """``(patched - corrupt) / (clean - corrupt)`` elementwise, NaN where the graph's gap is
     too small to normalise by (:func:`usable_gap`).
 

@@ -4,7 +4,7 @@ and target runs with their cached activations, and target copies patched at chos
 from __future__ import annotations
 
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -16,6 +16,9 @@ from hooked_nar.model.steps import num_processor_steps
 from patching.activation.result import BY, PatchingResult, normalise_table, usable_gap
 from patching.interventions import _per_step_hooks
 from patching.metrics import Metric, as_metric, pointer_logit_diff
+
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
 
 __all__ = [
     "Direction",
@@ -45,7 +48,7 @@ def as_graphs(x, name: str) -> list[Data]:
 
 
 def check_pair(
-    model, clean: list[Data], corrupted: list[Data], names=("clean", "corrupted")
+    model: HookedNAR, clean: list[Data], corrupted: list[Data], names=("clean", "corrupted")
 ) -> None:
     a_name, b_name = names
     if len(clean) != len(corrupted):
@@ -68,7 +71,7 @@ def check_pair(
             )
 
 
-def check_hooks(model, hooks) -> list[str]:
+def check_hooks(model: HookedNAR, hooks) -> list[str]:
     names = [hooks] if isinstance(hooks, str) else list(hooks)
     valid = _per_step_hooks(model)
     if not names:
@@ -95,7 +98,7 @@ def check_direction(direction: str) -> str:
     return direction
 
 
-def default_metric(model, clean: list[Data], corrupted: list[Data], metric) -> Metric:
+def default_metric(model: HookedNAR, clean: list[Data], corrupted: list[Data], metric) -> Metric:
     if metric is not None:
         return as_metric(metric)
     if "pi" not in clean[0]:
@@ -182,7 +185,7 @@ class EvalMode:
         self.model.train(self.was)
 
 
-def setup_pair(model, clean, corrupted, hooks, by, metric, direction):
+def setup_pair(model: HookedNAR, clean, corrupted, hooks, by, metric, direction):
     by, hooks, direction = check_by(by), check_hooks(model, hooks), check_direction(direction)
     cg, xg = as_graphs(clean, "clean"), as_graphs(corrupted, "corrupted")
     check_pair(model, cg, xg)
@@ -191,7 +194,7 @@ def setup_pair(model, clean, corrupted, hooks, by, metric, direction):
     return by, hooks, direction, metric, target, source
 
 
-def run_settings(model, hooks, by, direction, metric, run: PatchingRun, **extra) -> dict:
+def run_settings(model: HookedNAR, hooks, by, direction, metric, run: PatchingRun, **extra) -> dict:
     return {
         "algorithm": model.cfg.algorithm,
         "hooks": hooks,
@@ -206,7 +209,9 @@ def run_settings(model, hooks, by, direction, metric, run: PatchingRun, **extra)
     }
 
 
-def patching_result(by, direction, method, run: PatchingRun, tables, metric, settings) -> PatchingResult:
+def patching_result(
+    by, direction, method, run: PatchingRun, tables, metric, settings
+) -> PatchingResult:
     clean, corrupt = (
         (run.source_value, run.target_value)
         if direction == "denoising"

@@ -4,11 +4,16 @@ the top sites patched together beside random site sets of the same size
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from patching.activation.result import PatchingResult, normalised_effect
 from patching.activation.runs import EvalMode, PatchingRun, run_settings, setup_pair
 from patching.controls import CausalResult
+
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
 
 __all__ = ["rank_correlation", "site_control"]
 
@@ -28,7 +33,7 @@ def rank_correlation(a: PatchingResult, b: PatchingResult, hook: str | None = No
 
 
 def site_control(
-    model,
+    model: HookedNAR,
     clean,
     corrupted,
     result: PatchingResult,

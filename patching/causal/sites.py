@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 from torch import Tensor
 
 from hooked_nar.concept_labels import CONCEPTS, concept_labels
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
+
+    from hooked_nar.model import HookedNAR, NARLogits
 
 __all__ = [
     "check_concept",
@@ -30,7 +36,7 @@ __all__ = [
 ]
 
 
-def check_concept(model, concept: str):
+def check_concept(model: HookedNAR, concept: str):
     """The :class:`~hooked_nar.concept_labels.Concept` named ``concept`` of the model's algorithm;
     ValueError naming the valid ones otherwise."""
     alg = model.cfg.algorithm
@@ -42,7 +48,11 @@ def check_concept(model, concept: str):
 
 
 def concept_predictions(
-    model, batch, concept: str, fwd_hooks: Sequence = (), logits=None
+    model: HookedNAR,
+    batch: Batch,
+    concept: str,
+    fwd_hooks: Sequence = (),
+    logits: NARLogits | None = None,
 ) -> tuple[Bool[Tensor, "N S"], Bool[Tensor, "N S"]]:
     """The model's prediction of ``concept`` at every (node, processor step), and the true
     labels (both at hint t + 1, False on padded steps): the concept's rule applied to the
@@ -70,7 +80,7 @@ def concept_predictions(
     return concept_labels(edited, "computed", [concept])[concept], truth
 
 
-def site_candidates(batch, concept: str) -> Bool[Tensor, "N S"]:
+def site_candidates(batch: Batch, concept: str) -> Bool[Tensor, "N S"]:
     """(v, t) with steps t and t + 1 valid, the concept false at hint t + 1 and true at
     hint t + 2 in the true trajectory."""
     lab = concept_labels(batch, "computed", [concept])
@@ -81,11 +91,11 @@ def site_candidates(batch, concept: str) -> Bool[Tensor, "N S"]:
 
 
 def steering_sites(
-    batch,
+    batch: Batch,
     candidates: Bool[Tensor, "N S"],
     sites_per_graph: int,
     seed: int = 0,
-    graph_ids: Tensor | None = None,
+    graph_ids: Int[Tensor, " graphs"] | None = None,
 ) -> list[Bool[Tensor, "N S"]]:
     """Up to ``sites_per_graph`` rounds of sites, the k-th round holding the k-th site of
     every graph (one site per graph per round, so rounds run in one forward pass each).
