@@ -15,7 +15,7 @@ from hooked_nar.app.browser.results import causal_by_feature, strongest_baseline
 from hooked_nar.app.browser.run_folder import load_run
 from hooked_nar.app.browser.write import feature_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 #: The page screenshot, kept for people and CI to look at (the folder is .gitignored).
 ARTIFACTS = ROOT / "test-artifacts"
