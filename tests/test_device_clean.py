@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hooked_nar.concepts import concept_labels
+from hooked_nar.concept_labels import concept_labels
 from hooked_nar.data import CLRSDataset, collate
 from hooked_nar.data.loader import node_step_mask, pad_steps, processor_step_mask
 from hooked_nar.model import HookedNAR

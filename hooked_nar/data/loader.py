@@ -12,6 +12,11 @@ granularities::
 
 (:func:`node_step_mask`, :func:`edge_step_mask`, :func:`processor_step_mask` compute these.)
 Nothing downstream may count a padded step: multiply or index with these masks.
+
+Two step counts, named apart everywhere: *hint steps* ``T`` (``length``, ``num_hint_steps``,
+the data's step axis) and *processor steps* ``S = T - 1`` (``num_processor_steps`` of the
+model's logits and cache, the hook points ``steps.{t}``). The PyG attribute ``length`` keeps
+its SALSA-CLRS name.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ __all__ = [
     "edge_step_mask",
     "hint_names",
     "node_step_mask",
-    "num_steps",
+    "num_hint_steps",
     "pad_steps",
     "processor_step_mask",
     "valid_processor_steps",
@@ -117,8 +122,9 @@ def _step_mask(data: Data | Batch) -> Bool[Tensor, "B T"]:
     return (torch.arange(T, device=data.length.device) < length).unsqueeze(0)
 
 
-def num_steps(data: Data | Batch) -> int:
-    """T_max: the number of hint steps of the (padded) batch; processor steps = T_max - 1."""
+def num_hint_steps(data: Data | Batch) -> int:
+    """T_max: the number of hint steps of the (padded) batch (the model's
+    ``num_processor_steps`` is T_max - 1)."""
     return int(_step_mask(data).shape[1])
 
 
@@ -132,17 +138,19 @@ def edge_step_mask(data: Data | Batch) -> Bool[Tensor, "E T"]:
     return _step_mask(data)[_batch_vector(data)[data.edge_index[0]]]
 
 
-def valid_processor_steps(length: Int[Tensor, " B"], num_steps: int) -> Bool[Tensor, "B S"]:
+def valid_processor_steps(
+    length: Int[Tensor, " B"], num_processor_steps: int
+) -> Bool[Tensor, "B S"]:
     """The one rule for which processor steps are real: step t of a graph whose trajectory
     has ``length`` = T hint steps computes hint t + 1, so it is real iff ``t + 1 < T``.
-    Returns ``[B, num_steps]`` bool on ``length``'s device."""
-    t = torch.arange(num_steps, device=length.device)
+    Returns ``[B, num_processor_steps]`` bool on ``length``'s device."""
+    t = torch.arange(num_processor_steps, device=length.device)
     return (t[None, :] + 1) < length.reshape(-1, 1)
 
 
 def processor_step_mask(data: Data | Batch) -> Bool[Tensor, "B S"]:
     """[B, T_max - 1] bool: processor step t (supervised with hint t+1) is real."""
-    return valid_processor_steps(data.length, num_steps(data) - 1)
+    return valid_processor_steps(data.length, num_hint_steps(data) - 1)
 
 
 class CLRSLoader(DataLoader):

@@ -18,7 +18,6 @@ from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
 
 from hooked_nar.data.loader import as_batch
-from hooked_nar.model import typed_fields
 from hooked_nar.model.cache import NARCache
 from hooked_nar.model.checkpoint import load_checked_state, read_checkpoint, save_model
 from hooked_nar.model.config import NARConfig
@@ -29,7 +28,12 @@ from hooked_nar.model.fields import (
     Field,
     algorithm_fields,
     complete_pairs,
+    decode,
+    field_loss,
+    hard_values,
     row_graph,
+    soft_values,
+    true_values,
 )
 from hooked_nar.model.hook_layout import StepHooks
 from hooked_nar.model.processors import processor_class
@@ -43,14 +47,15 @@ __all__ = ["HookedNAR", "NARLogits", "SAESplice", "hint_step_mask", "num_process
 class NARLogits:
     """Logits of every output ``{name: [X(, C)]}`` and hint ``{name: [X, S(, C)]}`` field.
 
-    Hint column t holds the prediction of processor step t, i.e. of hint step t + 1.
+    Hint column t holds the prediction of processor step t, i.e. of hint step t + 1;
+    ``num_processor_steps`` = S columns (the batch's hint steps T_max minus one).
     Pointer logits are over ``pointer_index`` [2, P] (candidate i, node j).
     """
 
     outputs: dict[str, Float[Tensor, " rows *classes"]]
     hints: dict[str, Float[Tensor, " rows steps *classes"]]
     pointer_index: Int[Tensor, "2 candidates"]
-    num_steps: int
+    num_processor_steps: int
     loss: Tensor | None = None  # the loss of a processor that scores its own choices (discrete)
 
 
@@ -275,7 +280,7 @@ class HookedNAR(SAESplicing, HookedRootModule):
         T = batch[self.hint_fields[0].name].shape[1]
         step = min(step, T - 1)
         return {
-            f.name: typed_fields.true_values(f, batch[f.name][:, step], batch, pidx)
+            f.name: true_values(f, batch[f.name][:, step], batch, pidx)
             for f in self.encoder.hint_fields
         }
 
@@ -288,11 +293,11 @@ class HookedNAR(SAESplicing, HookedRootModule):
             return self._true_hints(batch, step, pidx)
         if self.cfg.hint_feedback == "hard":
             return {
-                f.name: typed_fields.hard_values(f, step_logits[f.name], batch, pidx)
+                f.name: hard_values(f, step_logits[f.name], batch, pidx)
                 for f in self.encoder.hint_fields
             }
         return {
-            f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
+            f.name: soft_values(f, step_logits[f.name], batch, pidx).detach()
             for f in self.encoder.hint_fields
         }
 
@@ -324,18 +329,18 @@ class HookedNAR(SAESplicing, HookedRootModule):
         total = logits.pointer_index.new_zeros((), dtype=torch.float32)
         for f in self.output_fields:
             valid = torch.ones(self._rows(f, batch), dtype=torch.bool, device=total.device)
-            total = total + typed_fields.field_loss(
+            total = total + field_loss(
                 f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index
             )
         if self.hint_fields:
-            target_steps = hint_step_mask(batch, logits.num_steps)  # [B, S]
+            target_steps = hint_step_mask(batch, logits.num_processor_steps)  # [B, S]
             for f in self.hint_fields:
-                target = batch[f.name][:, 1 : logits.num_steps + 1]
+                target = batch[f.name][:, 1 : logits.num_processor_steps + 1]
                 S = target.shape[1]
                 if S == 0:
                     continue
                 valid = target_steps[row_graph(f, batch)][:, :S]
-                total = total + typed_fields.field_loss(
+                total = total + field_loss(
                     f, logits.hints[f.name][:, :S], target, valid, batch, logits.pointer_index
                 )
         return total
@@ -374,12 +379,12 @@ class HookedNAR(SAESplicing, HookedRootModule):
         logits = self(batch)
         self._check_finite(logits, batch)
         out = {
-            f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index)
+            f.name: decode(f, logits.outputs[f.name], batch, logits.pointer_index)
             for f in self.output_fields
         }
         if hints:
             for f in self.hint_fields:
-                out[f.name] = typed_fields.decode(
+                out[f.name] = decode(
                     f, logits.hints[f.name], batch, logits.pointer_index
                 )
         return out

@@ -64,7 +64,7 @@ def prepare_batches(
     model, data, specs: list[ConceptSpec], opts: CausalOptions
 ) -> list[PreparedBatch]:
     """Clean runs, consequence rows and steering sites of every batch."""
-    from hooked_nar.concepts import concept_labels
+    from hooked_nar.concept_labels import concept_labels
     from hooked_nar.data import CLRSLoader
 
     out, offset = [], 0
@@ -74,7 +74,7 @@ def prepare_batches(
         offset += B
         with torch.no_grad():
             logits = model(batch)
-        S = logits.num_steps
+        S = logits.num_processor_steps
         labels = concept_labels(batch, "computed", [s.name for s in specs])
         valid = labels["step_mask"]
         rows, clean, rounds, srows, sclean, true_sites = {}, {}, {}, {}, {}, {}

@@ -1,7 +1,7 @@
 """Where a concept's consequence is measured, and the two measures the rule decides on.
 
-Each boolean concept declares its :class:`~hooked_nar.concepts.Target` in
-:data:`hooked_nar.concepts.CONCEPTS` (which hint, whose prediction, which step). For a node v
+Each boolean concept declares its :class:`~hooked_nar.concept_labels.Target` in
+:data:`hooked_nar.concept_labels.CONCEPTS` (which hint, whose prediction, which step). For a node v
 where the concept holds at the state processor step t computes (hint t + 1), the target
 rows are ``(r, v, t')``: row node r (v itself or its neighbours), candidate v (the value that
 carries the consequence: on for a mask hint, "points to v" for a pointer, "is v" for a
@@ -27,12 +27,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from hooked_nar.concepts import CONCEPTS, Target
+from hooked_nar.concept_labels import CONCEPTS, Target
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
+
+    from hooked_nar.model import HookedNAR, NARLogits
 
 __all__ = [
     "TargetRows",
@@ -45,7 +51,7 @@ __all__ = [
 ]
 
 
-def concept_target(model, concept: str) -> Target:
+def concept_target(model: HookedNAR, concept: str) -> Target:
     """The declared target of ``concept`` for the model's algorithm; concepts without one
     (algorithms not studied yet) fall back to their own source hint at the same node and
     step (a read-out, not a downstream consequence). ValueError when the model predicts
@@ -137,7 +143,7 @@ def _filter(rows: TargetRows, keep: Tensor) -> TargetRows:
 
 
 def consequence_rows(
-    batch, labels: Bool[Tensor, "N S"], valid: Bool[Tensor, "N S"], target: Target
+    batch: Batch, labels: Bool[Tensor, "N S"], valid: Bool[Tensor, "N S"], target: Target
 ) -> TargetRows:
     """Target rows of every (v, t) where the concept holds (``labels & valid``), kept where
     the true hint carries the consequence at hint t' + 1 (and, ``target.new``, not at t')."""
@@ -150,7 +156,7 @@ def consequence_rows(
     return _unique(rows, batch.num_nodes)
 
 
-def steering_rows(batch, sites: Bool[Tensor, "N S"], target: Target) -> TargetRows:
+def steering_rows(batch: Batch, sites: Bool[Tensor, "N S"], target: Target) -> TargetRows:
     """Target rows of the steering ``sites`` where the true hint does not carry the
     consequence at hint t' + 1 (so that moving it is a change the truth did not make)."""
     nodes, steps = sites.nonzero(as_tuple=True)
@@ -179,7 +185,9 @@ def _first_occurrence(key: Tensor) -> tuple[Tensor, Tensor]:
     return uniq, mask
 
 
-def margins(model, logits, batch, target: Target, rows: TargetRows) -> Float[Tensor, " M"]:
+def margins(
+    model: HookedNAR, logits: NARLogits, batch: Batch, target: Target, rows: TargetRows
+) -> Float[Tensor, " M"]:
     """The margin toward the consequence of every row (positive: the model predicts it; NaN
     where v is not a pointer candidate of r)."""
     field = next(f for f in model.hint_fields if f.name == target.hint)
