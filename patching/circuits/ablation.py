@@ -162,9 +162,8 @@ class AblationRuns:
             self.model.train(was)
         aggr = torch.stack(seen)  # [S, N, d]
         dst, N = self.batch.edge_index[1], self.batch.num_nodes
-        clean, ref = self.clean_acts["hook_msg"], self.ref_acts["hook_msg"].expand_as(
-            self.clean_acts["hook_msg"]
-        )
+        clean = self.clean_acts["hook_msg"]
+        ref = self.ref_acts["hook_msg"].expand_as(clean)
         for reduce in dict.fromkeys((getattr(self.model.cfg, "aggregation", "max"), "sum")):
             if torch.allclose(scatter(clean, dst, 1, dim_size=N, reduce=reduce), aggr, atol=1e-5):
                 self.clean_acts[name] = aggr
