@@ -18,6 +18,7 @@ returns each metric per copy and graph ``[K, G]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 from jaxtyping import Bool, Float
@@ -52,7 +53,9 @@ class AblationRuns:
     ``corrupted``: the paired counterfactual graphs (needed for ``"counterfactual"``).
     ``mean_graphs``: graphs the ``"mean"`` is taken over (default ``clean``).
     ``metrics``: ``{name: Metric}`` evaluated by :meth:`run`; the first one is the
-    continuous metric that scores are computed from.
+    continuous metric that scores are computed from. ``hint_gradients``: gradients through
+    :meth:`run` follow the re-encoded hints (:meth:`HookedNAR.hint_feedback_gradients`),
+    as the ablation's effects do; False only to measure what that changes.
     """
 
     def __init__(
@@ -64,12 +67,13 @@ class AblationRuns:
         corrupted=None,
         mean_graphs=None,
         sites: Sequence[Site] | None = None,
+        hint_gradients: bool = True,
     ) -> None:
         if ablation not in ABLATIONS:
             raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}")
         if not metrics:
             raise ValueError("metrics is empty")
-        self.model, self.ablation = model, ablation
+        self.model, self.ablation, self.hint_gradients = model, ablation, hint_gradients
         self.metrics = {k: as_metric(m, k) for k, m in metrics.items()}
         self.clean = _graph_list(clean, "clean")
         algs = {batch_algorithm(d) for d in self.clean}
@@ -221,7 +225,7 @@ class AblationRuns:
         try:
             with (
                 torch.set_grad_enabled(grad),
-                self.model.hint_feedback_gradients(),
+                self.model.hint_feedback_gradients() if self.hint_gradients else nullcontext(),
                 site_hooks(self.model, fns, self.S),
             ):
                 logits = self.model(big)
