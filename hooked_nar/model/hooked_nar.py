@@ -294,11 +294,14 @@ class HookedNAR(SAESplicing, HookedRootModule):
             return self._true_hints(batch, step, pidx)
         fed = {}
         for f in self.encoder.hint_fields:
-            soft = typed_fields.soft_values(f, step_logits[f.name], batch, pidx)
+            logits = step_logits[f.name]
             if self.cfg.hint_feedback == "hard":
-                hard = typed_fields.hard_values(f, step_logits[f.name], batch, pidx)
-                fed[f.name] = hard + (soft - soft.detach()) if self._hint_gradients else hard
+                fed[f.name] = typed_fields.hard_values(f, logits, batch, pidx)
+                if self._hint_gradients:  # straight through: the value stays hard
+                    soft = typed_fields.soft_values(f, logits, batch, pidx)
+                    fed[f.name] = fed[f.name] + (soft - soft.detach())
             else:
+                soft = typed_fields.soft_values(f, logits, batch, pidx)
                 fed[f.name] = soft if self._hint_gradients else soft.detach()
         return fed
 
