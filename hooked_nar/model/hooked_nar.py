@@ -6,6 +6,8 @@ from __future__ import annotations
 import difflib
 import random
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -96,6 +98,7 @@ class HookedNAR(SAESplicing, HookedRootModule):
         self.steps = nn.ModuleList(
             StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
         )
+        self._hint_gradients = False
         self._init_sae_splicing()
         self.setup()
 
@@ -103,6 +106,19 @@ class HookedNAR(SAESplicing, HookedRootModule):
     def device(self) -> torch.device:
         """Where the weights live; batches go there with ``collate(graphs, device=...)``."""
         return next(self.parameters()).device
+
+    @contextmanager
+    def hint_feedback_gradients(self) -> Iterator[None]:
+        """While the block runs, gradients reach a step's hidden state through the hints it
+        decodes and the next step re-encodes (``hint_mode="encoded"``), a path training cuts
+        with ``detach``: soft feedback is left attached, hard feedback passes the soft
+        values' gradient straight through. Forward values are unchanged; for attribution
+        (EAP, EAP-IG), whose gradients must follow every path an ablation does."""
+        was, self._hint_gradients = self._hint_gradients, True
+        try:
+            yield
+        finally:
+            self._hint_gradients = was
 
     def _encodable(self, fields: list[Field]) -> list[Field]:
         # Pointers over a complete candidate set have no edge of edge_index to live on.
@@ -291,15 +307,18 @@ class HookedNAR(SAESplicing, HookedRootModule):
             and random.random() < self.cfg.teacher_forcing
         ):
             return self._true_hints(batch, step, pidx)
-        if self.cfg.hint_feedback == "hard":
-            return {
-                f.name: hard_values(f, step_logits[f.name], batch, pidx)
-                for f in self.encoder.hint_fields
-            }
-        return {
-            f.name: soft_values(f, step_logits[f.name], batch, pidx).detach()
-            for f in self.encoder.hint_fields
-        }
+        fed = {}
+        for f in self.encoder.hint_fields:
+            logits = step_logits[f.name]
+            if self.cfg.hint_feedback == "hard":
+                fed[f.name] = hard_values(f, logits, batch, pidx)
+                if self._hint_gradients:  # straight through: the value stays hard
+                    soft = soft_values(f, logits, batch, pidx)
+                    fed[f.name] = fed[f.name] + (soft - soft.detach())
+            else:
+                soft = soft_values(f, logits, batch, pidx)
+                fed[f.name] = soft if self._hint_gradients else soft.detach()
+        return fed
 
     # ------------------------------------------------------------ checkpoints
     def save_pretrained(self, path: str | Path, metadata: dict | None = None) -> Path:

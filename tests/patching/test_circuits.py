@@ -13,7 +13,7 @@ from patching.circuits.ablation import AblationRuns
 from patching.circuits.components import Components
 from patching.circuits.discovery import counterfactual_pairs
 from patching.circuits.faithfulness import faithfulness_curve, jaccard, top_k_circuit
-from patching.circuits.masking import learned_mask_scores
+from patching.circuits.masking import learned_mask_scores, refine_top_k
 from patching.circuits.scoring import eap_ig_scores, eap_scores, exact_scores
 from patching.circuits.sites import UPDATE, processor_sites, site_hooks
 from patching.metrics import Metric, node_accuracy, pointer_logit_diff
@@ -168,6 +168,43 @@ def test_planted_positive_is_found(pairs):
     for s in (exact_scores(runs, comps), eap_scores(runs, comps), eap_ig_scores(runs, comps, 4)):
         assert top_k_circuit(s, 3)[target], s.method
     assert -learned_mask_scores(runs, comps, steps=60).mean()[target] > 0.5
+
+
+def _reversed(scores):
+    """The ranking of ``scores`` upside down (worst first), as Scores."""
+    from patching.circuits.scoring import Scores
+
+    per = scores.mean().abs().argsort().argsort().double() + 1  # rank 1 = smallest effect
+    return Scores("reversed", scores.components, (-1.0 / per)[None].repeat(4, 1), "m")
+
+
+def test_refined_circuit_improves_and_never_takes_the_planted_negatives(pairs):
+    model = _model()
+    _plant_dead_channel(model, 7)
+    _plant_mute_message(model, 21)
+    runs = _runs(model, pairs, ablation="mean")
+    comps = Components(runs.sites, "tied", runs.S)
+    label = {c.label: i for i, c in enumerate(comps.items)}
+    planted = [label[x] for x in ("hidden[7]", "update[7]", "gate[7]", "msg[21]")]
+    exact = exact_scores(runs, comps)
+    k = len(comps) // 5
+
+    def loss(scores):
+        kept = top_k_circuit(scores, k)
+        value = runs.run(comps.masks(~kept[None]))["m"][0]
+        return float((value - runs.clean_values["m"]).pow(2).mean()), kept
+
+    # positive: from the worst ranking (planted zeros first), swaps find a better circuit
+    bad = _reversed(exact)
+    start, before = loss(bad)
+    end, after = loss(refine_top_k(runs, bad, k, max_swaps=3))
+    assert end < start and int(after.sum()) == k
+    assert torch.all(exact.mean()[after & ~before] != 0)  # newcomers all do something
+    # negative: from the exact ranking, a unit that changes nothing never comes in
+    for swaps in (0, 3):
+        assert not top_k_circuit(refine_top_k(runs, exact, k, max_swaps=swaps), k)[planted].any()
+    # zero swaps: the ranking's own top-k
+    assert torch.equal(top_k_circuit(refine_top_k(runs, bad, k, max_swaps=0), k), before)
 
 
 def test_faithfulness_invariants(pairs):
