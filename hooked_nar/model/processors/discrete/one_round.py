@@ -50,7 +50,7 @@ from torch_geometric.utils import scatter
 from transformer_lens.hook_points import HookPoint
 
 from hooked_nar.algorithms import SPECS
-from hooked_nar.model.fields import Field, algorithm_fields
+from hooked_nar.model.fields import Field, algorithm_fields, pointer_targets
 from hooked_nar.model.processors.base import AttentionHooks
 from hooked_nar.model.processors.discrete.attention import (
     choice_loss,
@@ -60,7 +60,6 @@ from hooked_nar.model.processors.discrete.attention import (
     mlp,
     one_hot_state,
 )
-from hooked_nar.model.typed_fields import pointer_targets
 
 if TYPE_CHECKING:
     from hooked_nar.model.config import NARConfig
