@@ -18,10 +18,14 @@ each chunk's trajectories in a list that is held until the chunk is done. The tw
 interleaved repeat by repeat (the order alternating) and the speed-up is the median over
 repeats of the per-repeat ratio ours / baseline (trajectories per second).
 
-Memory that a trajectory holds is fresh memory: each of its pages costs a page fault on first
-touch, for both variants alike. On the project's virtual machines a fault costs ~1-5 us under
-load, so at n = 64 the faults (printed per trajectory) are a large part of our time for dfs
-(~1.1 MB of hints per trajectory) and for dijkstra / mst_prim.
+Memory that a trajectory holds may be fresh memory: each of its pages then costs a page fault
+on first touch, for both variants alike. Whether glibc hands out fresh pages or reuses the
+previous pass's depends on the process's heap (it returns a freed heap top to the OS), so
+fault counts (printed per trajectory) vary between runs. On the project's virtual machines a
+fault costs ~2-6 us under load, so at n = 64 faults can be most of our time for dfs (~1.1 MB
+of hints per trajectory) and dijkstra / mst_prim, and cap the speed-up near 10x whatever the
+kernels do. ``--keep-freed-memory`` makes glibc keep freed memory, so that both variants run
+without faults after the first pass: the speed-up of the computation alone.
 
 A second table prints the steady-state speed-ups beside the cost of the first call in a fresh
 interpreter (the first ``run_many`` minus the second): with numba's on-disk cache as the
@@ -36,6 +40,8 @@ Run (about two minutes on 2 busy cores):
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import os
 import resource
@@ -287,6 +293,16 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse (no trimming of the heap, no mmap below 32 MiB),
+    so that repeated passes of either variant reuse the pages of the previous one instead of
+    faulting fresh ones in: the speed-up of the computation alone."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+    if not (libc.mallopt(m_trim_threshold, 2**30) and libc.mallopt(m_mmap_threshold, 2**25)):
+        raise SystemExit("--keep-freed-memory needs glibc's mallopt")
+
+
 def _hint_bytes(traj) -> int:
     return sum(v.nbytes for v in traj.hints.values())
 
@@ -394,8 +410,13 @@ def main(argv=None) -> None:
                         help="at most this many MB of hints alive at once (default 256)")
     parser.add_argument("--no-first-call", action="store_true",
                         help="skip the first-call (numba cache load / compile) measurements")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc keeps freed memory (see keep_freed_memory): no page faults "
+                             "after the first pass, for both variants")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        keep_freed_memory()
 
     names = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     unknown = [a for a in names if a not in ALGORITHMS]
@@ -417,7 +438,8 @@ def main(argv=None) -> None:
     print(f"numba warm-up {warm:.1f} s; baseline == run on {checked} graphs "
           "(all inputs, hints, outputs)")
     print(f"repeats={repeats} (interleaved, medians); ours = run_many, baseline = pure-Python "
-          "CLRS port, over the same graphs and chunks; faults = minor page faults per trajectory")
+          "CLRS port, over the same graphs and chunks; faults = minor page faults per trajectory; "
+          f"freed memory {'kept by glibc' if args.keep_freed_memory else 'as glibc defaults'}")
     header = (f"{'algorithm':<30} {'n':>3} {'graphs':>6} {'T mean':>7} {'MB/traj':>8} "
               f"{'ours traj/s':>12} {'base traj/s':>12} {'speed-up':>9} "
               f"{'faults ours':>11} {'faults base':>11}")
