@@ -31,7 +31,7 @@ A second table prints the steady-state speed-ups beside the cost of the first ca
 interpreter (the first ``run_many`` minus the second): with numba's on-disk cache as the
 warm-up left it, and compiling every kernel from an empty cache (what a new install pays once).
 
-Run (about two minutes on 2 busy cores):
+Run (several minutes on 2 busy cores; ``--quick --no-first-call`` about one):
 
     .venv/bin/python benchmarks/bench_algorithms.py
     .venv/bin/python benchmarks/bench_algorithms.py --quick --algorithms bfs,dijkstra
