@@ -27,17 +27,21 @@ events and once at the start of every tree. Details the hints expose, replicated
   ``T`` depends on the traversal: their kernel runs once to count ``T`` and once to
   record into buffers of exactly that size.
 
-The kernels write every hint step in full into one preallocated array per hint (see
-``_hint_buffers``), one plain loop per field. The recording helpers are inlined into
-the kernels (``inline="always"``): called as functions (each call taking tuples of
-arrays) they cost several times the writes themselves (the dfs kernel at n = 64: ~150 us
-against ~25 us per trajectory). One array per hint, as CLRS's ``np.stack`` makes them,
-rather than one block per trajectory: malloc often mapped a block of ~1 MB (dfs at
-n = 64) fresh, and its page faults (~100 per trajectory where the CLRS port had ~0 in
-``benchmarks/bench_algorithms.py``) cost several times the kernel.
+The kernels write every hint step in full into buffers that are views of one numpy
+block per trajectory (see ``_hint_buffers``), one plain loop per field. The recording
+helpers are inlined into the dfs, scc and topological-sort kernels (``inline="always"``):
+called as functions (each call taking tuples of arrays) they cost several times the
+writes themselves (the dfs kernel at n = 64: ~150 us against ~25 us per trajectory).
+What remains is mostly first touches of that fresh memory (page faults); numpy backs
+blocks of 4 MiB and more with transparent huge pages where the OS allows, which makes
+the large trajectories cheaper (one array per hint instead made articulation_points at
+n = 64, ~5 MB of hints, several times slower here).
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import numpy as np
 from numba import njit
@@ -59,17 +63,47 @@ _COMMON = ("color", "s_prev", "s", "u", "v", "s_last")
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _hint_buffers(algorithm: str, fields: tuple[str, ...], T: int, n: int) -> tuple:
-    """Uninitialised ``[T, ...]`` buffers for the hints ``fields``, shaped and typed by the
-    CLRS spec: one array per field, as CLRS's ``np.stack`` of each hint makes them."""
-    buffers = []
+_GROUPS = ("color", "ptr", "node", "graph", "edge")
+
+
+@functools.cache
+def _plan(algorithm: str, fields: tuple[str, ...]) -> tuple[tuple[int, ...], tuple]:
+    """Where each hint of ``fields`` lives: ``(count per group, ((group, index), ...))``.
+
+    The hints of one group (one of ``_GROUPS``: a shape and dtype) are stacked into one
+    ``[k, T, ...]`` array.
+    """
+    counts = [0] * len(_GROUPS)
+    where = []
     for name in fields:
         spec = SPECS[algorithm][name]
-        shape = {"node": (T, n), "edge": (T, n, n), "graph": (T,)}[spec.location]
         if spec.type == "categorical":
-            shape = (*shape, CATEGORIES[algorithm][name])
-        buffers.append(np.empty(shape, np.int64 if spec.type == "pointer" else np.float64))
-    return tuple(buffers)
+            assert CATEGORIES[algorithm][name] == 3
+            group = "color"
+        elif spec.location == "node":
+            group = "ptr" if spec.type == "pointer" else "node"
+        else:
+            assert spec.type != "pointer"
+            group = spec.location
+        g = _GROUPS.index(group)
+        where.append((g, counts[g]))
+        counts[g] += 1
+    return tuple(counts), tuple(where)
+
+
+def _hint_buffers(algorithm: str, fields: tuple[str, ...], T: int, n: int) -> tuple:
+    """Uninitialised ``[T, ...]`` buffers for the hints ``fields`` (shaped and typed
+    by the CLRS spec), all views of one numpy block."""
+    (k_color, k_ptr, k_node, k_graph, k_edge), where = _plan(algorithm, fields)
+    shapes = ((k_color, T, n, 3), (k_ptr, T, n), (k_node, T, n), (k_graph, T), (k_edge, T, n, n))
+    sizes = [math.prod(shape) for shape in shapes]
+    block = np.empty(sum(sizes))
+    groups, offset = [], 0
+    for g, (shape, size) in enumerate(zip(shapes, sizes, strict=True)):
+        chunk = block[offset : offset + size]
+        groups.append((chunk.view(np.int64) if g == 1 else chunk).reshape(shape))
+        offset += size
+    return tuple(groups[g][i] for g, i in where)
 
 
 def _hints(fields: tuple[str, ...], H: tuple, T: int) -> dict[str, np.ndarray]:
@@ -326,7 +360,10 @@ def topological_sort(A: np.ndarray, s: int):
 # X = (color, s_prev, pi, d, f, low, child_cnt, is_cut, is_bridge)
 
 
-@njit(cache=True, inline="always")
+# Not inlined, unlike the other recorders: its five call sites would each inline ~12
+# helpers, doubling the compile time (~10 -> ~18 s) of kernels whose run time is bound by
+# their edge hints anyway.
+@njit(cache=True)
 def _record_low(H, t, X, s, u, v, s_last, time, record, bridges):
     if record:
         color, s_prev, pi, d, f, low, child_cnt, is_cut, is_bridge = X
