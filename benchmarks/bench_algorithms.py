@@ -13,11 +13,25 @@ DeepMind's CLRS reference (``clrs/_src/algorithms/graphs.py``: Python loops over
 ``np.copy`` of every hint at every step, probes stacked at the end), which is not installable
 here. It lives in this file only, is used only as a timing baseline, and is checked once, on a
 few graphs, to produce exactly the inputs, hints and outputs of our ``run``. The baseline runs
-on the first graphs of the same list; the two variants are interleaved repeat by repeat (the
-order alternating) and the speed-up is the median over repeats of the per-repeat ratio
-ours / baseline (trajectories per second).
+on the same graphs in the same chunks and, like ``run_many`` (and CLRS's own sampler), returns
+each chunk's trajectories in a list that is held until the chunk is done. The two variants are
+interleaved repeat by repeat (the order alternating) and the speed-up is the median over
+repeats of the per-repeat ratio ours / baseline (trajectories per second).
 
-Run (about a minute on 2 busy cores):
+Memory that a trajectory holds may be fresh memory: each of its pages then costs a page fault
+on first touch, for both variants alike. Whether glibc hands out fresh pages or reuses the
+previous pass's depends on the process's heap (it returns a freed heap top to the OS), so
+fault counts (printed per trajectory) vary between runs. On the project's virtual machines a
+fault costs ~2-6 us under load, so at n = 64 faults can be most of our time for dfs (~1.1 MB
+of hints per trajectory) and dijkstra / mst_prim, and cap the speed-up near 10x whatever the
+kernels do. ``--keep-freed-memory`` makes glibc keep freed memory, so that both variants run
+without faults after the first pass: the speed-up of the computation alone.
+
+A second table prints the steady-state speed-ups beside the cost of the first call in a fresh
+interpreter (the first ``run_many`` minus the second): with numba's on-disk cache as the
+warm-up left it, and compiling every kernel from an empty cache (what a new install pays once).
+
+Run (several minutes on 2 busy cores; ``--quick --no-first-call`` about one):
 
     .venv/bin/python benchmarks/bench_algorithms.py
     .venv/bin/python benchmarks/bench_algorithms.py --quick --algorithms bfs,dijkstra
@@ -26,9 +40,15 @@ Run (about a minute on 2 busy cores):
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 from time import perf_counter
 
 import numpy as np
@@ -53,8 +73,6 @@ COUNTS = {
         "floyd_warshall": 32,
     },
 }
-# Graphs per cell for the (much slower) pure-Python baseline: the first ones of the same list.
-BASELINE_COUNTS = {16: 64, 64: 12}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,29 +288,43 @@ def check_baselines(names, seed: int = 123) -> int:
 # Timing
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far: first touches of fresh memory pages."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse (no trimming of the heap, no mmap below 32 MiB),
+    so that repeated passes of either variant reuse the pages of the previous one instead of
+    faulting fresh ones in: the speed-up of the computation alone."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+    if not (libc.mallopt(m_trim_threshold, 2**30) and libc.mallopt(m_mmap_threshold, 2**25)):
+        raise SystemExit("--keep-freed-memory needs glibc's mallopt")
+
+
 def _hint_bytes(traj) -> int:
     return sum(v.nbytes for v in traj.hints.values())
 
 
-def _time_ours(name, graphs, sources, chunk: int) -> float:
-    t0 = perf_counter()
-    for lo in range(0, len(graphs), chunk):
-        out = run_many(name, graphs[lo : lo + chunk],
-                       None if sources is None else sources[lo : lo + chunk])
-        del out  # drop results as we go
-    return perf_counter() - t0
-
-
-def _time_baseline(name, graphs, sources) -> float:
+def _run_baseline(name, graphs, sources) -> list:
+    """The baseline over ``graphs``, returned in a list as ``run_many`` returns trajectories."""
     fn = BASELINES[name]
-    t0 = perf_counter()
-    for i, A in enumerate(graphs):
-        fn(A, None if sources is None else sources[i])
-    return perf_counter() - t0
+    return [fn(A, None if sources is None else sources[i]) for i, A in enumerate(graphs)]
 
 
-def bench_cell(name: str, n: int, count: int, baseline_count: int, repeats: int,
-               chunk_mb: float, seed: int) -> dict:
+def _time(run_chunk, name, graphs, sources, chunk: int) -> tuple[float, int]:
+    """Seconds and page faults of ``run_chunk(name, graphs, sources)`` over ``graphs`` in chunks
+    of ``chunk`` graphs, each chunk's results held until it is done, then dropped."""
+    f0, t0 = _minor_faults(), perf_counter()
+    for lo in range(0, len(graphs), chunk):
+        out = run_chunk(name, graphs[lo : lo + chunk],
+                        None if sources is None else sources[lo : lo + chunk])
+        del out
+    return perf_counter() - t0, _minor_faults() - f0
+
+
+def bench_cell(name: str, n: int, count: int, repeats: int, chunk_mb: float, seed: int) -> dict:
     rng = np.random.default_rng([seed, n, ALGORITHMS.index(name)])
     pairs = [sample_graph(name, n, rng=rng) for _ in range(count)]
     graphs = [A for A, _ in pairs]
@@ -304,60 +336,93 @@ def bench_cell(name: str, n: int, count: int, baseline_count: int, repeats: int,
         lengths.append(traj.length)
         sizes.append(_hint_bytes(traj))
         del traj
-    bytes_per_traj = max(sizes)
-    mean_T = statistics.fmean(lengths)
-    mean_mb = statistics.fmean(sizes) / 1e6
-    chunk = max(1, int(chunk_mb * 1e6 // max(bytes_per_traj, 1)))
-    has_base = name in BASELINES and baseline_count > 0
-    nb = min(count, baseline_count)
-    ours_rate, base_rate, ratios = [], [], []
+    chunk = max(1, int(chunk_mb * 1e6 // max(max(sizes), 1)))
+    variants = {"ours": run_many}
+    if name in BASELINES:
+        variants["base"] = _run_baseline
+    rate = {v: [] for v in variants}
+    faults = {v: [] for v in variants}
+    ratios = []
     for rep in range(repeats):
         gc.collect()
-        order = ("ours", "base") if rep % 2 == 0 else ("base", "ours")
-        rates = {}
-        for variant in order:
-            if variant == "ours":
-                rates["ours"] = count / _time_ours(name, graphs, sources, chunk)
-            elif has_base:
-                rates["base"] = nb / _time_baseline(
-                    name, graphs[:nb], None if sources is None else sources[:nb])
-        ours_rate.append(rates["ours"])
-        if has_base:
-            base_rate.append(rates["base"])
-            ratios.append(rates["ours"] / rates["base"])
+        for variant in sorted(variants, reverse=rep % 2 == 1):
+            seconds, flt = _time(variants[variant], name, graphs, sources, chunk)
+            rate[variant].append(count / seconds)
+            faults[variant].append(flt / count)
+        if "base" in variants:
+            ratios.append(rate["ours"][-1] / rate["base"][-1])
+
+    def median(values):
+        return statistics.median(values) if values else None
+
     return {
-        "name": name, "n": n, "count": count, "T": mean_T, "mb": mean_mb, "chunk": chunk,
-        "ours": statistics.median(ours_rate),
-        "base": statistics.median(base_rate) if has_base else None,
-        "nb": nb if has_base else None,
-        "speedup": statistics.median(ratios) if has_base else None,
+        "name": name, "n": n, "count": count, "T": statistics.fmean(lengths),
+        "mb": statistics.fmean(sizes) / 1e6, "ours": median(rate["ours"]),
+        "base": median(rate.get("base", [])), "speedup": median(ratios),
+        "faults_ours": median(faults["ours"]), "faults_base": median(faults.get("base", [])),
     }
 
 
+# The first run_many call of a fresh interpreter, minus the second: numba loading its on-disk
+# cache (or compiling) and first-call set-up. Printed in seconds.
+_FIRST_CALL = """
+import time
+from hooked_nar.algorithms import run_many
+from hooked_nar.data import sample_graph
+A, s = sample_graph({name!r}, 16, seed=0)
+sources = None if s is None else [s]
+t0 = time.perf_counter(); run_many({name!r}, [A], sources)
+t1 = time.perf_counter(); run_many({name!r}, [A], sources)
+t2 = time.perf_counter()
+print((t1 - t0) - (t2 - t1))
+"""
+
+
+def first_call_seconds(name: str, compile_: bool) -> float:
+    """Extra seconds of the first ``run_many(name, ...)`` call in a fresh interpreter: with
+    numba's on-disk cache as the warm-up left it (``compile_=False``), or compiling every
+    kernel from an empty cache directory (``compile_=True``)."""
+    with tempfile.TemporaryDirectory() as empty:
+        env = dict(os.environ, **({"NUMBA_CACHE_DIR": empty} if compile_ else {}))
+        done = subprocess.run([sys.executable, "-c", _FIRST_CALL.format(name=name)], env=env,
+                              capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def _fmt(value, spec: str, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
+
+
 def _row(r: dict) -> str:
-    base = f"{r['base']:>12,.1f}" if r["base"] is not None else f"{'-':>12}"
-    nb = f"{r['nb']:>5d}" if r["nb"] is not None else f"{'-':>5}"
-    speed = f"{r['speedup']:>8,.0f}x" if r["speedup"] is not None else f"{'-':>9}"
     return (f"{r['name']:<30} {r['n']:>3d} {r['count']:>6d} {r['T']:>7.1f} {r['mb']:>8.2f} "
-            f"{r['ours']:>12,.1f} {nb} {base} {speed}")
+            f"{_fmt(r['ours'], ',.1f', 12)} {_fmt(r['base'], ',.1f', 12)} "
+            f"{_fmt(r['speedup'], ',.1f', 8)}x {_fmt(r['faults_ours'], ',.0f', 11)} "
+            f"{_fmt(r['faults_base'], ',.0f', 11)}")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1/8 of the graphs, 3 repeats")
+    parser.add_argument("--quick", action="store_true", help="1/8 of the graphs, 5 repeats")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS),
                         help="comma-separated subset of: " + ", ".join(ALGORITHMS))
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (5)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (7)")
     parser.add_argument("--chunk-mb", type=float, default=256.0,
                         help="at most this many MB of hints alive at once (default 256)")
+    parser.add_argument("--no-first-call", action="store_true",
+                        help="skip the first-call (numba cache load / compile) measurements")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc keeps freed memory (see keep_freed_memory): no page faults "
+                             "after the first pass, for both variants")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        keep_freed_memory()
 
     names = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     unknown = [a for a in names if a not in ALGORITHMS]
     if unknown or not names:
         parser.error(f"unknown algorithms {unknown}; valid: {', '.join(ALGORITHMS)}")
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (5 if args.quick else 7)
     scale = 8 if args.quick else 1
 
     t_start = perf_counter()
@@ -372,18 +437,36 @@ def main(argv=None) -> None:
 
     print(f"numba warm-up {warm:.1f} s; baseline == run on {checked} graphs "
           "(all inputs, hints, outputs)")
-    print(f"repeats={repeats} (interleaved, medians); ours = run_many over 'graphs'; "
-          "baseline = pure-Python CLRS port over the first 'nb' of them")
+    print(f"repeats={repeats} (interleaved, medians); ours = run_many, baseline = pure-Python "
+          "CLRS port, over the same graphs and chunks; faults = minor page faults per trajectory; "
+          f"freed memory {'kept by glibc' if args.keep_freed_memory else 'as glibc defaults'}")
     header = (f"{'algorithm':<30} {'n':>3} {'graphs':>6} {'T mean':>7} {'MB/traj':>8} "
-              f"{'ours traj/s':>12} {'nb':>5} {'base traj/s':>12} {'speed-up':>9}")
+              f"{'ours traj/s':>12} {'base traj/s':>12} {'speed-up':>9} "
+              f"{'faults ours':>11} {'faults base':>11}")
     print(header)
     print("-" * len(header))
+    speedups: dict[tuple[str, int], float | None] = {}
     for n in SIZES:
         for name in names:
             count = max(2, COUNTS[n][name] // scale)
-            nb = max(2, BASELINE_COUNTS[n] // scale)
-            r = bench_cell(name, n, count, nb, repeats, args.chunk_mb, args.seed)
+            r = bench_cell(name, n, count, repeats, args.chunk_mb, args.seed)
+            speedups[name, n] = r["speedup"]
             print(_row(r), flush=True)
+
+    # Steady-state speed-up beside what the first call of a fresh interpreter costs.
+    print()
+    header = (f"{'algorithm':<30} {'speed-up n=16':>13} {'speed-up n=64':>13} "
+              f"{'first call, cached (ms)':>24} {'first call, compiling (s)':>26}")
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        cached = compiling = None
+        if not args.no_first_call:
+            cached = 1e3 * first_call_seconds(name, compile_=False)
+            compiling = first_call_seconds(name, compile_=True)
+        print(f"{name:<30} {_fmt(speedups[name, 16], '.1f', 12)}x "
+              f"{_fmt(speedups[name, 64], '.1f', 12)}x {_fmt(cached, '.0f', 24)} "
+              f"{_fmt(compiling, '.1f', 26)}", flush=True)
     print(f"total {perf_counter() - t_start:.1f} s")
 
 

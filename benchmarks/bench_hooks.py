@@ -120,7 +120,7 @@ def bench_case(algorithm: str, graphs: int, n: int, repeats: int, target_s: floa
     batch = make_batch(algorithm, graphs, n)
     model(batch)  # builds the hook points of every step this batch needs
     num_hooks = len(model.hook_dict)
-    num_steps = model(batch).num_steps
+    num_steps = model(batch).num_processor_steps
 
     # Sanity: bypassing changes nothing but the hook points.
     plain_out = _flat(model(batch))

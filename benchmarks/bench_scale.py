@@ -48,7 +48,7 @@ def measure(algorithm: str, processor: str, n: int, seed: int) -> dict:
         logits = model(batch)
     seconds = time.perf_counter() - start
     return {"processor": processor, "n": n, "edges": int(batch.edge_index.shape[1]),
-            "steps": logits.num_steps, "seconds": seconds, "peak_mib": peak_rss_kib() / 1024,
+            "steps": logits.num_processor_steps, "seconds": seconds, "peak_mib": peak_rss_kib() / 1024,
             "baseline_mib": baseline / 1024}
 
 

@@ -53,7 +53,7 @@ def _group_means(result, cfs, hook: str) -> dict[str, float]:
 
 
 def _step_plot(results: dict, path: Path, title: str) -> Path:
-    from hooked_nar.plotting import pyplot, save_figure
+    from hooked_nar.figures import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.time()
 
     from hooked_nar.data import CLRSDataset, collate
+    from hooked_nar.figures import draw_graph_panels, graph_layout
     from hooked_nar.model import HookedNAR
-    from hooked_nar.plotting import draw_graph_panels, graph_layout
     from patching import (
         activation_patching,
         attribution_patching,

@@ -4,7 +4,7 @@
     python examples/feature_ablation.py --algorithm dijkstra --sae runs/dijkstra/sae
 
 The same as ``hooked-nar patch`` (see ``--help``), writing to ``runs/feature_ablation/<algorithm>``.
-For every boolean concept of the algorithm (``hooked_nar.concepts.CONCEPTS``): its unit (the
+For every boolean concept of the algorithm (``hooked_nar.concept_labels.CONCEPTS``): its unit (the
 SAE feature group; ``--unit feature`` / ``direction`` for the best feature or the
 difference-of-means direction) is ablated where the concept holds and steered at sites where
 the algorithm makes it true next, measured on the concept's own target beside a null of

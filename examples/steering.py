@@ -4,7 +4,7 @@ three units side by side, on CPU in minutes.
     python examples/steering.py --algorithm bfs
     python examples/steering.py --algorithm mst_prim --sae runs/mst_prim/sae
 
-For every boolean concept (``hooked_nar.concepts.CONCEPTS``) and each unit - the concept's
+For every boolean concept (``hooked_nar.concept_labels.CONCEPTS``) and each unit - the concept's
 SAE feature group, its single best feature, its difference-of-means direction - the unit is
 ablated where the concept holds and steered at sites where the algorithm makes the concept
 true next, at doses in the unit's natural scale (quantiles of its activation where the concept

@@ -12,14 +12,23 @@ and pooled over valid steps (padded steps never count).
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from hooked_nar.algorithms import registered_algorithms
-from hooked_nar.model.fields import Field, row_graph
+from hooked_nar.model.fields import Field, decode, row_graph
 from hooked_nar.model.steps import hint_step_mask
-from hooked_nar.model.typed_fields import decode
+from hooked_nar.stats import bootstrap_ci
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
 
 METRIC_NAMES = {
     "pointer": "node_accuracy",
@@ -99,7 +108,12 @@ def _graph_correct(field: Field, pred, target, batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> dict:
+def evaluate(
+    model: HookedNAR,
+    dataset: CLRSDataset | Sequence[Data],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict:
     """CLRS metrics of ``model`` on ``dataset`` (a CLRSDataset or list of Data).
 
     Returns ``{"outputs": {field: {"metric", "value", "graph_accuracy"}}, "graph_accuracy": float,
@@ -130,9 +144,9 @@ def evaluate(model, dataset, batch_size: int = 32, progress: bool = False) -> di
             ok &= field_ok
         graphs_ok += float(ok.sum())
         num_graphs += batch.num_graphs
-        step_valid = hint_step_mask(batch, logits.num_steps)
+        step_valid = hint_step_mask(batch, logits.num_processor_steps)
         for f in model.hint_fields:
-            target = batch[f.name][:, 1 : logits.num_steps + 1]
+            target = batch[f.name][:, 1 : logits.num_processor_steps + 1]
             pred = decode(f, logits.hints[f.name][:, : target.shape[1]], batch, pidx)
             g = row_graph(f, batch)
             for t in range(target.shape[1]):
@@ -178,7 +192,7 @@ TRIPLET_GMPNN = {
 }
 
 
-def main_output(model) -> Field:
+def main_output(model: HookedNAR) -> Field:
     """The output a checkpoint is judged on: its first pointer output (``pi``, ``topo``)."""
     pointers = [f for f in model.output_fields if f.type == "pointer"]
     return (pointers or model.output_fields)[0]
@@ -194,18 +208,13 @@ def split_dataset(algorithm: str, split: str, num_graphs: int, seed: int, progre
     )
 
 
-def bootstrap_interval(
-    values: torch.Tensor, num_resamples: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of per-graph ``values`` [G]."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(values), (num_resamples, len(values)), generator=g)
-    means = values.double()[idx].mean(1)
-    return float(means.quantile(0.025)), float(means.quantile(0.975))
-
-
 @torch.no_grad()
-def per_graph_accuracy(model, dataset, batch_size: int = 8, progress: bool = False) -> dict:
+def per_graph_accuracy(
+    model: HookedNAR,
+    dataset: CLRSDataset | Sequence[Data],
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict:
     """Node accuracy and correctness of :func:`main_output` per graph: ``{"field",
     "node_accuracy" [G], "graph_correct" [G]}`` (whole-graph: every output entirely right)."""
     from hooked_nar.data import CLRSLoader
@@ -237,7 +246,7 @@ def per_graph_accuracy(model, dataset, batch_size: int = 8, progress: bool = Fal
 
 
 def benchmark(
-    model, num_graphs: int = 32, seed: int = 1234, splits=None, progress: bool = False
+    model: HookedNAR, num_graphs: int = 32, seed: int = 1234, splits=None, progress: bool = False
 ) -> dict:
     """Per split (``splits``, default :data:`DEFAULT_SPLITS`; names of :data:`BENCHMARK_SPLITS`):
     node accuracy (mean over graphs) and whole-graph accuracy of :func:`main_output`, each with
@@ -251,9 +260,9 @@ def benchmark(
         out[name] = {
             "field": r["field"],
             "node_accuracy": float(r["node_accuracy"].mean()),
-            "node_accuracy_ci": bootstrap_interval(r["node_accuracy"]),
+            "node_accuracy_ci": bootstrap_ci(r["node_accuracy"]),
             "graph_accuracy": float(r["graph_correct"].mean()),
-            "graph_accuracy_ci": bootstrap_interval(r["graph_correct"]),
+            "graph_accuracy_ci": bootstrap_ci(r["graph_correct"]),
             "num_graphs": len(data),
         }
     return out

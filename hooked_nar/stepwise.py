@@ -15,9 +15,8 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from hooked_nar.algorithms.specs import SPECS
-from hooked_nar.model.fields import row_graph
+from hooked_nar.model.fields import field_loss, row_graph
 from hooked_nar.model.hooked_nar import num_processor_steps
-from hooked_nar.model.typed_fields import field_loss
 
 
 def check_stepwise_model(cfg) -> None:

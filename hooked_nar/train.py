@@ -63,7 +63,7 @@ def _load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict:
 def plot_learning_curve(history: dict, path: Path, title: str) -> None:
     """Training loss and validation score against step (``history`` of :func:`train`), as a
     PNG at ``path``."""
-    from hooked_nar.plotting import pyplot, save_figure
+    from hooked_nar.figures import pyplot, save_figure
 
     fig, (ax1, ax2) = pyplot().subplots(1, 2, figsize=(10, 3.5))
     ax1.plot(history["step"], history["loss"], lw=0.8)

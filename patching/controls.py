@@ -33,7 +33,7 @@ def uninformative_features(
     """Live features (firing on some row of ``acts``) whose AUROC for every concept of
     ``labels`` lies within ``margin`` of 0.5, i.e. that read none of them; ``exclude`` is
     left out. Sorted by feature index."""
-    from sae.concepts import auroc
+    from sae.feature_scores import auroc
 
     if not 0 < margin <= 0.5:
         raise ValueError(f"margin must lie in (0, 0.5], got {margin}")
@@ -80,8 +80,8 @@ class CausalResult:
         cls,
         name: str,
         metric: str,
-        effect: Tensor,
-        control: Tensor,
+        effect: Float[Tensor, " graphs"],
+        control: Float[Tensor, " graphs"],
         settings: dict | None = None,
         seed: int = 0,
     ) -> CausalResult:

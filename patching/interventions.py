@@ -21,10 +21,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
+    from hooked_nar.model import HookedNAR
 
 __all__ = ["Intervention", "ablate_features", "feature_acts", "steer"]
 
@@ -183,11 +189,17 @@ def _check_features(sae, features) -> Tensor:
 
 
 @torch.no_grad()
-def feature_acts(sae, rows: Tensor, batch_size: int = 8192) -> Tensor:
-    """SAE feature activations ``[R, d_sae]`` of activation rows ``[R, d_in]``."""
+def feature_acts(
+    sae: SAE, rows: Float[Tensor, "rows d_in"], batch_size: int = 8192
+) -> Float[Tensor, "rows d_sae"]:
+    """SAE feature activations ``[R, d_sae]`` of activation rows ``[R, d_in]`` (computed on
+    the SAE's device, returned on the rows')."""
     if rows.ndim != 2 or rows.shape[1] != sae.cfg.d_in:
         raise ValueError(f"rows must be [R, {sae.cfg.d_in}], got {tuple(rows.shape)}")
-    return torch.cat([sae.encode(c.to(sae.dtype)) for c in rows.split(batch_size)])
+    device = sae.W_dec.device
+    return torch.cat(
+        [sae.encode(c.to(device, sae.dtype)).to(rows.device) for c in rows.split(batch_size)]
+    )
 
 
 def _reference_rows(reference, hook: str) -> Tensor:
@@ -226,8 +238,8 @@ def _edit_features(
 
 
 def ablate_features(
-    model,
-    sae,
+    model: HookedNAR,
+    sae: SAE,
     features: int | Sequence[int] | Tensor,
     mode: Literal["zero", "mean", "resample"] = "zero",
     steps: int | Sequence[int] | None = None,
@@ -285,13 +297,13 @@ def ablate_features(
 
 
 def steer(
-    model,
-    direction_or_feature: Tensor | int,
+    model: HookedNAR,
+    direction_or_feature: Float[Tensor, " d"] | int,
     alpha: float,
     steps: int | Sequence[int] | None = None,
     nodes=None,
     *,
-    sae=None,
+    sae: SAE | None = None,
     hook: str | None = None,
 ) -> Intervention:
     """Steer the activation at ``hook`` on ``steps`` x ``nodes``.

@@ -35,10 +35,16 @@ from torch_geometric.utils import scatter
 
 from hooked_nar.algorithms import CATEGORIES, SPECS
 from hooked_nar.data.loader import batch_algorithm
-from hooked_nar.model.fields import DENSE_POINTER_ALGORITHMS, Field, row_graph
+from hooked_nar.model.fields import (
+    DENSE_POINTER_ALGORITHMS,
+    Field,
+    decode,
+    log_probs,
+    pointer_targets,
+    row_graph,
+)
 from hooked_nar.model.hooked_nar import NARLogits
 from hooked_nar.model.steps import hint_step_mask
-from hooked_nar.model.typed_fields import decode, log_probs, pointer_targets
 
 __all__ = [
     "Metric",

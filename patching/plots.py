@@ -1,6 +1,6 @@
 """Pictures of causal tests: effect beside the null with 95% intervals, dose-response curves,
 and one graph drawn
-step by step before and after an intervention (via :func:`hooked_nar.plotting.draw_graph_panels`).
+step by step before and after an intervention (via :func:`hooked_nar.figures.draw_graph_panels`).
 PNGs are written atomically; matplotlib runs with the Agg backend.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hooked_nar.plotting import pyplot
+from hooked_nar.figures import pyplot
 
 __all__ = ["causal_bars", "dose_response", "draw_before_after", "graph_adjacency", "result_bars"]
 
@@ -60,7 +60,7 @@ def _bars(ax, groups: list[str], series: list[tuple[str, list, list]], ylabel: s
 def result_bars(results, path: str | os.PathLike, title: str | None = None) -> Path:
     """Effect beside control, with 95% interval whiskers, for a list of
     :class:`~patching.controls.CausalResult` (one group per result)."""
-    from hooked_nar.plotting import save_figure
+    from hooked_nar.figures import save_figure
 
     if not results:
         raise ValueError("results is empty")
@@ -84,7 +84,7 @@ def causal_bars(tests, path: str | os.PathLike, title: str | None = None) -> Pat
     unit's deciding measure (ablation: margin removed; steering: flip rate) beside the null
     (mean, whisker to the 95th percentile of the null units) and the positive control, with
     95% bootstrap whiskers; the verdict under the concept's name."""
-    from hooked_nar.plotting import save_figure
+    from hooked_nar.figures import save_figure
 
     if not tests:
         raise ValueError("tests is empty")
@@ -137,7 +137,7 @@ def dose_response(test, path: str | os.PathLike, title: str | None = None) -> Pa
     intervention, the unit's deciding measure against the dose beside the null (mean, band
     from the 2.5th to the 97.5th percentile of the null units), off-distribution doses
     shaded."""
-    from hooked_nar.plotting import save_figure
+    from hooked_nar.figures import save_figure
 
     kinds = [k for k in ("ablation", "steering") if test.dose.get(k)]
     if not kinds:
@@ -212,9 +212,9 @@ def draw_before_after(
     ``outlines``: per row label, bool ``[S, n]`` nodes to outline in red (e.g. the steered
     site, or predictions that changed); ``steps``: processor steps to draw (default all,
     at most 8 evenly spaced). ``kind``/``cmap``/``vmin``/``vmax`` as in
-    :func:`~hooked_nar.plotting.draw_graph_panels`.
+    :func:`~hooked_nar.figures.draw_graph_panels`.
     """
-    from hooked_nar.plotting import draw_graph_panels
+    from hooked_nar.figures import draw_graph_panels
 
     if not rows:
         raise ValueError("rows is empty")

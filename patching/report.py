@@ -119,7 +119,7 @@ def causal_sections(
     them) with ``level``-deep headings, and ``{caption:
     png}`` of the figures written into ``out``: the effects beside the null and one
     dose-response PNG per concept."""
-    from hooked_nar.concepts import CONCEPTS
+    from hooked_nar.concept_labels import CONCEPTS
     from patching.plots import causal_bars, dose_response
 
     if not tests:

@@ -4,7 +4,8 @@ The unit drawn independently is the graph, so every interval resamples graphs. A
 *distribution* of interventions (``K`` null units, each measured on the same ``G`` graphs as
 the tested unit), never one averaged control:
 
-- :func:`bootstrap_ci`: percentile interval of a mean over graphs.
+- :func:`bootstrap_ci`: percentile interval of a mean over graphs (the core's primitive,
+  :mod:`hooked_nar.stats`, re-exported here beside the statistics built on it).
 - :func:`paired_difference`: per-graph differences ``effect - mean(null)`` with an interval
   that resamples graphs *and* null units together, so the spread across null units counts.
 - :func:`rank_p_value`: exact rank (permutation) p-value of the tested unit's mean effect
@@ -25,6 +26,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from hooked_nar.stats import bootstrap_ci, percentile_interval
+
 __all__ = [
     "PairedDifference",
     "bootstrap_ci",
@@ -33,31 +36,6 @@ __all__ = [
     "paired_difference",
     "rank_p_value",
 ]
-
-
-def bootstrap_ci(
-    per_graph: Float[Tensor, " G"],
-    num_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``per_graph`` (graphs resampled; NaN
-    entries dropped; ``(nan, nan)`` when none is left)."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    x = torch.as_tensor(per_graph, dtype=torch.float64).flatten()
-    x = x[~torch.isnan(x)]
-    if x.numel() == 0:
-        return math.nan, math.nan
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randint(x.numel(), (num_resamples, x.numel()), generator=gen)
-    return _percentiles(x[pick].mean(1), level)
-
-
-def _percentiles(samples: Tensor, level: float) -> tuple[float, float]:
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    lo, hi = torch.quantile(samples, q)
-    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
@@ -99,7 +77,7 @@ def paired_difference(
     effect_means = graph_counts @ e / G
     null_means = ((unit_counts @ n) * graph_counts).sum(1) / (K * G)
     samples = effect_means - null_means
-    return PairedDifference(float(diff.mean()), _percentiles(samples, level), diff.tolist())
+    return PairedDifference(float(diff.mean()), percentile_interval(samples, level), diff.tolist())
 
 
 def rank_p_value(effect: float, null: Float[Tensor, " K"], alternative: str = "greater") -> float:

@@ -4,11 +4,14 @@
   in memory or as safetensors shards on disk; shuffled ``[batch, d_in]`` batches for training.
 - :func:`train_sae` / :func:`make_config`: SAELens's ``SAETrainer`` on a store (batchtopk,
   topk, jumprelu, standard, gated, matryoshka); :func:`save_sae` / :func:`load_sae`.
-- Splicing lives on the model: ``model.add_sae(sae, hook="hook_node_out", steps=None,
-  use_error_term=False)``, ``model.reset_saes()``, ``with model.saes(sae): ...``.
+- Splicing lives on the model, as in SAELens's ``HookedSAETransformer`` (the core never
+  imports ``sae``; :mod:`hooked_nar.model.sae_splicing`): ``model.add_sae(sae,
+  hook="hook_node_out", steps=None, use_error_term=False)``, ``model.reset_saes()``,
+  ``with model.saes(sae): ...``, ``model.run_with_saes(batch, saes=[sae])``,
+  ``model.run_with_cache_with_saes(...)``, ``model.run_with_hooks_with_saes(...)``.
 - :func:`evaluate_sae`: reconstruction (MSE, explained variance, L0, dead / dense) and
   downstream accuracy recovered against mean ablation.
-- :mod:`sae.concepts`: AUROC / F1 / correlations of every feature with every concept, best
+- :mod:`sae.feature_scores`: AUROC / F1 / correlations of every feature with every concept, best
   features, monosemantic features, top examples; :func:`linear_probe` baselines.
 - :func:`run_sweep`, :func:`analyse_sae`, :func:`write_report`, :mod:`sae.plots`.
 
@@ -24,7 +27,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 if TYPE_CHECKING:
     from sae.activation_store import ActivationStore
-    from sae.concepts import (
+    from sae.evaluate import downstream, evaluate_sae, reconstruction
+    from sae.feature_scores import (
         MONOSEMANTIC_RULE,
         ConceptScores,
         auroc,
@@ -38,7 +42,6 @@ if TYPE_CHECKING:
         spearman,
         top_examples,
     )
-    from sae.evaluate import downstream, evaluate_sae, reconstruction
     from sae.io import load_sae, save_sae
     from sae.probes import (
         ProbeResult,

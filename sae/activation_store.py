@@ -3,7 +3,7 @@
 Rows are collected batch by batch in dataset order (within a batch: by step, then node, as
 ``NARCache.flatten``); padded steps never enter. Every row carries its dataset graph index,
 node index within the graph, processor step, and the concept labels of
-:func:`hooked_nar.concepts.concept_labels` (``concepts``: the state the step computes,
+:func:`hooked_nar.concept_labels.concept_labels` (``concepts``: the state the step computes,
 ``concepts_read``: the state it reads).
 
 The store lives in memory, or on disk as safetensors shards plus ``manifest.json`` (when
@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save
@@ -38,6 +39,12 @@ from hooked_nar.atomic import (
     write_text_atomic,
 )
 from hooked_nar.model.cache import RowIndex
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
 
 __all__ = ["ActivationStore"]
 
@@ -140,8 +147,8 @@ class ActivationStore:
     @torch.no_grad()
     def from_model(
         cls,
-        model,
-        dataset,
+        model: HookedNAR,
+        dataset: CLRSDataset | Sequence[Data],
         hooks: str | Sequence[str] = "hook_node_out",
         steps: Sequence[int] | None = None,
         batch_size: int = 32,

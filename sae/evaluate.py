@@ -21,15 +21,29 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sae_lens import SAE
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
+    from sae.activation_store import ActivationStore
 
 __all__ = ["downstream", "evaluate_sae", "reconstruction", "recovered_text"]
 
 
 @torch.no_grad()
-def encode_rows(sae, rows: Tensor, batch_size: int = 8192) -> tuple[Tensor, Tensor]:
+def encode_rows(
+    sae: SAE, rows: Float[Tensor, "rows d_in"], batch_size: int = 8192
+) -> tuple[Float[Tensor, "rows d_sae"], Float[Tensor, "rows d_in"]]:
     """Feature activations ``[R, d_sae]`` and reconstructions ``[R, d_in]`` of ``rows``."""
     acts, recons = [], []
     for chunk in rows.split(batch_size):
@@ -40,7 +54,9 @@ def encode_rows(sae, rows: Tensor, batch_size: int = 8192) -> tuple[Tensor, Tens
 
 
 @torch.no_grad()
-def reconstruction(sae, rows: Tensor, dense_threshold: float = 0.5) -> dict[str, float]:
+def reconstruction(
+    sae: SAE, rows: Float[Tensor, "rows d_in"], dense_threshold: float = 0.5
+) -> dict[str, float]:
     """Reconstruction metrics of ``sae`` on ``rows`` [R, d_in] (see module docstring)."""
     if rows.ndim != 2 or rows.shape[1] != sae.cfg.d_in:
         raise ValueError(f"rows must be [R, {sae.cfg.d_in}], got {tuple(rows.shape)}")
@@ -70,22 +86,20 @@ def _losses(model, dataset, batch_size: int) -> tuple[float, float]:
     """Mean total loss and hint loss (total minus output terms; the processor's own loss when
     it computes one) per batch."""
     from hooked_nar.data import CLRSLoader
-    from hooked_nar.model import typed_fields
+    from hooked_nar.model.fields import field_loss
 
     total = hint = 0.0
     n = 0
-    device = next(model.parameters()).device
-    for batch in CLRSLoader(dataset, batch_size=batch_size, shuffle=False):
-        batch = batch.to(device)
+    for batch in CLRSLoader(dataset, batch_size=batch_size, device=model.device):
         logits = model(batch)
         loss = float(model.loss(logits, batch))
         out = 0.0
         # a processor that computes its own loss (discrete: the stepwise hint loss) has no
         # output terms in it to subtract
         for f in model.output_fields if logits.loss is None else []:
-            valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=device)
+            valid = torch.ones(model._rows(f, batch), dtype=torch.bool, device=model.device)
             out += float(
-                typed_fields.field_loss(
+                field_loss(
                     f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index
                 )
             )
@@ -154,11 +168,11 @@ def recovered_text(value: float, ci: tuple[float, float] | None = None, digits: 
 
 @torch.no_grad()
 def downstream(
-    model,
-    sae,
-    dataset,
+    model: HookedNAR,
+    sae: SAE,
+    dataset: CLRSDataset | Sequence[Data],
     means: dict[int, Tensor],
-    global_mean: Tensor,
+    global_mean: Float[Tensor, " d_in"],
     hook: str = "hook_node_out",
     steps=None,
     batch_size: int = 32,
@@ -213,10 +227,10 @@ def downstream(
 
 
 def evaluate_sae(
-    sae,
-    store,
-    model=None,
-    dataset=None,
+    sae: SAE,
+    store: ActivationStore,
+    model: HookedNAR | None = None,
+    dataset: CLRSDataset | Sequence[Data] | None = None,
     hook: str | None = None,
     steps="metadata",
     dense_threshold: float = 0.5,

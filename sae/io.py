@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
 
 __all__ = ["load_sae", "save_sae"]
 
 
-def save_sae(sae, path: str | os.PathLike) -> Path:
+def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
     """Write ``sae`` to the directory ``path`` atomically (an existing one is replaced).
 
     A SAELens training SAE is exported as its inference SAE (BatchTopK -> JumpReLU).
@@ -33,7 +37,7 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
     return write_directory_atomically(path, write)
 
 
-def load_sae(path: str | os.PathLike, device: str = "cpu"):
+def load_sae(path: str | os.PathLike, device: str = "cpu") -> SAE:
     """``sae_lens.SAE.load_from_disk(path)``; the metadata is on ``sae.cfg.metadata``."""
     from sae_lens import SAE
 

@@ -1,6 +1,6 @@
 """Pictures of SAE features: a feature x concept AUROC heatmap, and a graph drawn at every step
 with nodes coloured by one feature beside the concept it tracks (via
-:func:`hooked_nar.plotting.draw_graph_panels`). PNGs are written atomically.
+:func:`hooked_nar.figures.draw_graph_panels`). PNGs are written atomically.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hooked_nar.plotting import pyplot
-from sae.concepts import ConceptScores
+from hooked_nar.figures import pyplot
+from sae.feature_scores import ConceptScores
 
 __all__ = ["auroc_heatmap", "feature_on_graph", "graph_values", "heatmap_features"]
 
@@ -43,7 +43,7 @@ def auroc_heatmap(
 ) -> Path:
     """Heatmap of AUROC (boolean concepts) and |Spearman| (scalar ones, marked ``|rho|``):
     rows concepts, columns features (default :func:`heatmap_features`)."""
-    from hooked_nar.plotting import save_figure
+    from hooked_nar.figures import save_figure
 
     cols = heatmap_features(scores) if features is None else list(features)
     if not cols:
@@ -112,7 +112,7 @@ def feature_on_graph(
 ) -> Path:
     """Draw graph ``data`` (a CLRS ``Data``) at every step: top row nodes coloured by the
     feature's activation (divided by its maximum on this graph), bottom row by the concept."""
-    from hooked_nar.plotting import draw_graph_panels
+    from hooked_nar.figures import draw_graph_panels
 
     n = int(data.num_nodes)
     if feature_values.shape[1] != n:  # isolated trailing nodes never got a row
@@ -152,7 +152,7 @@ def auroc_by_seed(
     """One column per boolean concept: the best-feature AUROC of every SAE training seed
     (dots) and their mean (bar), the linear probe's AUROC (diamond, from ``probes``) and the
     ``threshold`` line."""
-    from hooked_nar.plotting import save_figure
+    from hooked_nar.figures import save_figure
 
     concepts = list(aurocs)
     plt = pyplot()

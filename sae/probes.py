@@ -12,11 +12,23 @@ permuted among the training rows, same test labels) shows what the probe reads f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Bool, Float, Int, Shaped
 from torch import Tensor
 
-from sae.concepts import auroc, pearson
+from sae.feature_scores import auroc, pearson
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
+    from hooked_nar.model.cache import RowIndex
+
 
 __all__ = ["ProbeResult", "concept_baselines", "graph_split", "linear_probe", "probe_concepts"]
 
@@ -47,7 +59,9 @@ class ProbeResult:
         return asdict(self)
 
 
-def graph_split(graph: Tensor, test_fraction: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+def graph_split(
+    graph: Int[Tensor, " rows"], test_fraction: float = 0.3, seed: int = 0
+) -> tuple[Bool[Tensor, " rows"], Bool[Tensor, " rows"]]:
     """Boolean masks ``(train, test)`` over rows, splitting whole graphs (ids ``graph`` [R])."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
@@ -94,9 +108,9 @@ def _r2(pred: Tensor, y: Tensor) -> float:
 
 @torch.no_grad()
 def linear_probe(
-    rows: Tensor,
-    labels: Tensor,
-    graph: Tensor,
+    rows: Float[Tensor, "rows d"],
+    labels: Shaped[Tensor, " rows"],
+    graph: Int[Tensor, " rows"],
     test_fraction: float = 0.3,
     seed: int = 0,
     steps: int = 100,
@@ -170,7 +184,10 @@ def linear_probe(
 
 
 def probe_concepts(
-    rows: Tensor, index, labels: dict[str, Tensor] | None = None, **kwargs
+    rows: Float[Tensor, "rows d"],
+    index: RowIndex,
+    labels: dict[str, Shaped[Tensor, " rows"]] | None = None,
+    **kwargs,
 ) -> dict[str, ProbeResult]:
     """:func:`linear_probe` for every concept of ``labels`` (default ``index.concepts``).
 
@@ -189,8 +206,8 @@ def _two_sided(a: Tensor) -> Tensor:
 
 
 def concept_baselines(
-    model,
-    dataset,
+    model: HookedNAR,
+    dataset: CLRSDataset | Sequence[Data],
     concepts: list[str] | None = None,
     hook: str = "hook_node_out",
     num_directions: int = 256,
@@ -259,7 +276,7 @@ def _embedding_rows(model, dataset, index) -> Tensor | None:
     from hooked_nar.data import CLRSLoader
 
     per_graph = []
-    for batch in CLRSLoader(dataset, batch_size=64, shuffle=False):
+    for batch in CLRSLoader(dataset, batch_size=64, device=model.device):
         _, cache = model.run_with_cache(batch, names_filter=lambda n: n == EMBEDDING_HOOK)
         if EMBEDDING_HOOK not in cache.cache_dict:
             return None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hooked_nar.atomic import write_text_atomic
-from sae.concepts import (
+from sae.evaluate import encode_rows, recovered_text
+from sae.feature_scores import (
     MONOSEMANTIC_RULE,
     best_features,
     concepts_with_feature,
@@ -21,9 +23,13 @@ from sae.concepts import (
     monosemantic_features,
     top_examples,
 )
-from sae.evaluate import encode_rows, recovered_text
 from sae.probes import probe_concepts
 from sae.sweep import describe
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
+    from sae.activation_store import ActivationStore
 
 __all__ = ["analyse_sae", "report_sections", "write_report"]
 
@@ -31,8 +37,8 @@ TARGET_AUROC = 0.95
 
 
 def analyse_sae(
-    sae,
-    store,
+    sae: SAE,
+    store: ActivationStore,
     hook: str | None = None,
     probes: bool = True,
     top_k: int = 8,

@@ -15,12 +15,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from sae.concepts import concepts_with_feature, feature_concept_scores
 from sae.evaluate import encode_rows, evaluate_sae
+from sae.feature_scores import concepts_with_feature, feature_concept_scores
 from sae.training import train_sae
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
+    from sae.activation_store import ActivationStore
 
 __all__ = [
     "DEFAULT_GRID",
@@ -102,15 +110,15 @@ def choose(results: Sequence[dict]) -> int:
 
 
 def run_sweep(
-    store,
-    model=None,
-    dataset=None,
+    store: ActivationStore,
+    model: HookedNAR | None = None,
+    dataset: CLRSDataset | Sequence[Data] | None = None,
     grid: Sequence[tuple] = DEFAULT_GRID,
     steps: int = 1000,
     lr: float = 3e-3,
     batch_size: int = 512,
     seed: int = 0,
-    eval_store=None,
+    eval_store: ActivationStore | None = None,
     progress: bool | None = None,
     **train_kwargs,
 ) -> tuple[list[dict], list]:

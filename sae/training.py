@@ -14,10 +14,13 @@ import functools
 import sys
 import tempfile
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import torch
+
+if TYPE_CHECKING:
+    from sae.activation_store import ActivationStore
 
 __all__ = ["ARCHITECTURES", "make_config", "train_sae"]
 
@@ -37,7 +40,7 @@ def make_config(
     d_in: int | None = None,
     d_sae: int | None = None,
     *,
-    store=None,
+    store: ActivationStore | None = None,
     hook: str | None = None,
     k: float = 8,
     l1_coefficient: float = 1.0,
@@ -107,7 +110,7 @@ def make_config(
 
 
 def train_sae(
-    store,
+    store: ActivationStore,
     architecture: str = "batchtopk",
     d_sae: int | None = None,
     k: float = 8,

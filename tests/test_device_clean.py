@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hooked_nar.concepts import concept_labels
+from hooked_nar.concept_labels import concept_labels
 from hooked_nar.data import CLRSDataset, collate
 from hooked_nar.data.loader import node_step_mask, pad_steps, processor_step_mask
 from hooked_nar.model import HookedNAR
@@ -39,6 +39,21 @@ def setup():
     return model, ds, collate(list(ds))
 
 
+def _causal_bookkeeping(model, ds, batch, concept="is_settled"):
+    """Consequence rows, margins and steering sites of a causal concept test."""
+    from patching.causal import concept_target
+    from patching.causal.sites import site_candidates, steering_sites
+    from patching.causal.targets import consequence_rows, margins
+
+    labels = concept_labels(batch, "computed", [concept])
+    target = concept_target(model, concept)
+    rows = consequence_rows(batch, labels[concept].bool(), labels["step_mask"], target)
+    with torch.no_grad():
+        logits = model(batch)
+    sites = steering_sites(batch, site_candidates(batch, concept), 2, seed=0)
+    return rows, margins(model, logits, batch, target, rows), sites
+
+
 CASES = {
     "forward": lambda m, ds, b: m(b),
     "loss": lambda m, ds, b: m(b, return_type="loss"),
@@ -54,6 +69,7 @@ CASES = {
     "processor_step_mask": lambda m, ds, b: processor_step_mask(ds[1]),
     "node_step_mask": lambda m, ds, b: node_step_mask(ds[1]),
     "pad_steps": lambda m, ds, b: pad_steps(ds[0], 12).step_mask,
+    "causal rows, margins and sites": _causal_bookkeeping,
 }
 
 
@@ -67,3 +83,13 @@ def test_helper_creates_no_tensor_on_the_default_device(setup, case):
     for got, want in zip(result, reference, strict=True):
         assert got.device.type == "cpu"
         assert torch.equal(got, want)
+
+
+def test_a_batch_on_another_device_than_the_model_is_a_clear_error(setup):
+    model, ds, batch = setup
+    elsewhere = collate(list(ds), device="meta")
+    assert elsewhere.edge_index.device.type == "meta" and batch.edge_index.device.type == "cpu"
+    with pytest.raises(ValueError, match=r"batch is on meta but the model on cpu: move it"):
+        model(elsewhere)
+    assert model.device.type == "cpu"
+    assert not any(hp.fwd_hooks for hp in model.hook_dict.values())

@@ -5,11 +5,9 @@
 >>> traj.hints["reach_h"]  # [T, n]
 """
 
-# Importing a module registers its algorithms.
-from hooked_nar.algorithms import bfs as _bfs  # noqa: F401
-from hooked_nar.algorithms import depth_first as _depth_first  # noqa: F401
-from hooked_nar.algorithms import mst as _mst  # noqa: F401
-from hooked_nar.algorithms import shortest_paths as _shortest_paths  # noqa: F401
+import importlib
+import pkgutil
+
 from hooked_nar.algorithms.registry import (
     Algorithm,
     GraphConvention,
@@ -21,20 +19,20 @@ from hooked_nar.algorithms.registry import (
 from hooked_nar.algorithms.specs import CATEGORIES, SPECS, FieldSpec
 from hooked_nar.algorithms.trajectory import Trajectory
 
-ALGORITHMS: tuple[str, ...] = (
-    "bfs",
-    "dfs",
-    "topological_sort",
-    "articulation_points",
-    "bridges",
-    "strongly_connected_components",
-    "mst_kruskal",
-    "mst_prim",
-    "bellman_ford",
-    "dijkstra",
-    "dag_shortest_paths",
-    "floyd_warshall",
-)
+
+def _import_implementations() -> None:
+    """Import every module of this package: an implementation module registers its algorithms
+    (``@register(...)`` beside each trace function) when it is imported, so adding an
+    algorithm touches its spec and its implementation file only."""
+    for module in pkgutil.iter_modules(__path__):  # sorted by file name
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_implementations()
+
+#: Every registered algorithm's name, in registration order (implementation files by name,
+#: then the order of their ``@register`` records).
+ALGORITHMS: tuple[str, ...] = tuple(registered_algorithms())
 
 __all__ = [
     "ALGORITHMS",

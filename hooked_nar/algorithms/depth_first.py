@@ -28,9 +28,14 @@ events and once at the start of every tree. Details the hints expose, replicated
   record into buffers of exactly that size.
 
 The kernels write every hint step in full into buffers that are views of one numpy
-block per trajectory (see ``_hint_buffers``). Most of the run time is spent on first
-touches of that fresh memory; numpy backs blocks of 4 MiB and more with transparent
-huge pages, which makes the large trajectories several times cheaper.
+block per trajectory (see ``_hint_buffers``), one plain loop per field. The recording
+helpers are inlined into the dfs, scc and topological-sort kernels (``inline="always"``):
+called as functions (each call taking tuples of arrays) they cost several times the
+writes themselves (the dfs kernel at n = 64: ~150 us against ~25 us per trajectory).
+What remains is mostly first touches of that fresh memory (page faults); numpy backs
+blocks of 4 MiB and more with transparent huge pages where the OS allows, which makes
+the large trajectories cheaper (one array per hint instead made articulation_points at
+n = 64, ~5 MB of hints, several times slower here).
 """
 
 from __future__ import annotations
@@ -108,23 +113,39 @@ def _hints(fields: tuple[str, ...], H: tuple, T: int) -> dict[str, np.ndarray]:
     return {name: buf[:T] for name, buf in zip(fields, H, strict=True)}
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _copy_row(out, t, state):
+    """``out[t] = state``."""
+    for i in range(state.shape[0]):
+        out[t, i] = state[i]
+
+
+@njit(cache=True, inline="always")
+def _one_hot_row(out, t, hot):
+    """``out[t]`` = CLRS's mask_one of node ``hot``."""
+    for i in range(out.shape[1]):
+        out[t, i] = 0.0
+    out[t, hot] = 1.0
+
+
+@njit(cache=True, inline="always")
 def _push_common(H, t, color, s_prev, s, u, v, s_last):
     """Record step ``t`` of the ``_COMMON`` hints, ``H[:6]``."""
-    color_h, s_prev_h, s_h, u_h, v_h, s_last_h = H[0], H[1], H[2], H[3], H[4], H[5]
+    color_h = H[0]
     for i in range(color.shape[0]):
-        c = color[i]
-        color_h[t, i, 0] = 1.0 if c == 0 else 0.0
-        color_h[t, i, 1] = 1.0 if c == 1 else 0.0
-        color_h[t, i, 2] = 1.0 if c == 2 else 0.0
-        s_prev_h[t, i] = s_prev[i]
-        s_h[t, i] = 1.0 if i == s else 0.0
-        u_h[t, i] = 1.0 if i == u else 0.0
-        v_h[t, i] = 1.0 if i == v else 0.0
-        s_last_h[t, i] = 1.0 if i == s_last else 0.0
+        color_h[t, i, 0] = 0.0
+        color_h[t, i, 1] = 0.0
+        color_h[t, i, 2] = 0.0
+    for i in range(color.shape[0]):
+        color_h[t, i, color[i]] = 1.0
+    _copy_row(H[1], t, s_prev)
+    _one_hot_row(H[2], t, s)
+    _one_hot_row(H[3], t, u)
+    _one_hot_row(H[4], t, v)
+    _one_hot_row(H[5], t, s_last)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pop(s_prev, s_last):
     """Pop the top ``s_last`` off the ``s_prev`` stack; return the new top."""
     below = s_prev[s_last]
@@ -137,15 +158,13 @@ def _pop(s_prev, s_last):
 # X = (color, s_prev, ptr, d, f): the state they record; ptr is pi (dfs) or scc_id (scc)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _record_dfs(H, t, X, s, u, v, s_last, time):
     color, s_prev, ptr, d, f = X
     _push_common(H, t, color, s_prev, s, u, v, s_last)
-    ptr_h, d_h, f_h = H[6], H[7], H[8]
-    for i in range(color.shape[0]):
-        ptr_h[t, i] = ptr[i]
-        d_h[t, i] = d[i]
-        f_h[t, i] = f[i]
+    _copy_row(H[6], t, ptr)
+    _copy_row(H[7], t, d)
+    _copy_row(H[8], t, f)
     H[9][t] = time
     return t + 1
 
@@ -266,14 +285,12 @@ def strongly_connected_components(A: np.ndarray, s: int):
 # H: buffers of (*_COMMON, topo_h, topo_head_h); X = (color, s_prev, topo)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _record_topo(H, t, X, s, u, v, s_last, topo_head):
     color, s_prev, topo = X
     _push_common(H, t, color, s_prev, s, u, v, s_last)
-    topo_h, topo_head_h = H[6], H[7]
-    for i in range(color.shape[0]):
-        topo_h[t, i] = topo[i]
-        topo_head_h[t, i] = 1.0 if i == topo_head else 0.0
+    _copy_row(H[6], t, topo)
+    _one_hot_row(H[7], t, topo_head)
     return t + 1
 
 
@@ -343,17 +360,18 @@ def topological_sort(A: np.ndarray, s: int):
 # X = (color, s_prev, pi, d, f, low, child_cnt, is_cut, is_bridge)
 
 
+# Not inlined, unlike the other recorders: its five call sites would each inline ~12
+# helpers, doubling the compile time (~10 -> ~18 s) of kernels whose run time is bound by
+# their edge hints anyway.
 @njit(cache=True)
 def _record_low(H, t, X, s, u, v, s_last, time, record, bridges):
     if record:
         color, s_prev, pi, d, f, low, child_cnt, is_cut, is_bridge = X
         _push_common(H, t, color, s_prev, s, u, v, s_last)
-        pi_h, d_h, f_h, low_h = H[6], H[7], H[8], H[9]
-        for i in range(color.shape[0]):
-            pi_h[t, i] = pi[i]
-            d_h[t, i] = d[i]
-            f_h[t, i] = f[i]
-            low_h[t, i] = low[i]
+        _copy_row(H[6], t, pi)
+        _copy_row(H[7], t, d)
+        _copy_row(H[8], t, f)
+        _copy_row(H[9], t, low)
         H[10][t] = time
         if bridges:
             H[13][t] = is_bridge

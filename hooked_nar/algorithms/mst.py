@@ -337,7 +337,7 @@ def mst_kruskal(A: np.ndarray, s: int):
 # ---------------------------------------------------------------- Prim (and Dijkstra)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _extract_min(key, in_queue):
     """CLRS's ``argsort(key + (1 - in_queue) * 1e9)[0]``, lowest index among ties."""
     best = 0
@@ -348,6 +348,17 @@ def _extract_min(key, in_queue):
             best_val = val
             best = i
     return best
+
+
+@njit(cache=True, inline="always")
+def _record_greedy(t, pi, key, mark, in_queue, u, pi_h, key_h, mark_h, in_queue_h, u_h):
+    """Write hint step ``t`` (plain loops: faster than numba's slice assignment)."""
+    for i in range(pi.shape[0]):
+        pi_h[t, i] = pi[i]
+        key_h[t, i] = key[i]
+        mark_h[t, i] = mark[i]
+        in_queue_h[t, i] = in_queue[i]
+    u_h[t, u] = 1.0
 
 
 @njit(cache=True)
@@ -367,11 +378,7 @@ def _greedy_tree(A, s, path_lengths):
     in_queue = np.zeros(n)
     pi = np.arange(n)
     in_queue[s] = 1.0
-    pi_h[0] = pi
-    key_h[0] = key
-    mark_h[0] = mark
-    in_queue_h[0] = in_queue
-    u_h[0, s] = 1.0
+    _record_greedy(0, pi, key, mark, in_queue, s, pi_h, key_h, mark_h, in_queue_h, u_h)
     t = 1
     for _ in range(n):
         u = _extract_min(key, in_queue)
@@ -386,11 +393,7 @@ def _greedy_tree(A, s, path_lengths):
                 pi[v] = u
                 key[v] = base + w
                 in_queue[v] = 1.0
-        pi_h[t] = pi
-        key_h[t] = key
-        mark_h[t] = mark
-        in_queue_h[t] = in_queue
-        u_h[t, u] = 1.0
+        _record_greedy(t, pi, key, mark, in_queue, u, pi_h, key_h, mark_h, in_queue_h, u_h)
         t += 1
     return pi_h[:t], key_h[:t], mark_h[:t], in_queue_h[:t], u_h[:t], pi
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hooked_nar.algorithms.probing import adjacency, mask_one, positions
+from hooked_nar.algorithms.clrs_encoding import adjacency, mask_one, positions
 from hooked_nar.algorithms.specs import SPECS
 from hooked_nar.algorithms.trajectory import Trajectory
 

@@ -37,7 +37,7 @@ from hooked_nar.data.loader import (
     edge_step_mask,
     hint_names,
     node_step_mask,
-    num_steps,
+    num_hint_steps,
     pad_steps,
     processor_step_mask,
 )
@@ -67,7 +67,7 @@ __all__ = [
     "hint_names",
     "make_splits",
     "node_step_mask",
-    "num_steps",
+    "num_hint_steps",
     "pad_steps",
     "path",
     "processor_step_mask",

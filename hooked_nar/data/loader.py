@@ -12,11 +12,17 @@ granularities::
 
 (:func:`node_step_mask`, :func:`edge_step_mask`, :func:`processor_step_mask` compute these.)
 Nothing downstream may count a padded step: multiply or index with these masks.
+
+Two step counts, named apart everywhere: *hint steps* ``T`` (``length``, ``num_hint_steps``,
+the data's step axis) and *processor steps* ``S = T - 1`` (``num_processor_steps`` of the
+model's logits and cache, the hook points ``steps.{t}``). The PyG attribute ``length`` keeps
+its SALSA-CLRS name.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -35,7 +41,7 @@ __all__ = [
     "edge_step_mask",
     "hint_names",
     "node_step_mask",
-    "num_steps",
+    "num_hint_steps",
     "pad_steps",
     "processor_step_mask",
     "valid_processor_steps",
@@ -77,8 +83,9 @@ def pad_steps(data: Data, T: int) -> Data:
     return out
 
 
-def collate(data_list: Sequence[Data]) -> Batch:
-    """Pad every graph to the longest trajectory of the list and batch them.
+def collate(data_list: Sequence[Data], device: torch.device | str | None = None) -> Batch:
+    """Pad every graph to the longest trajectory of the list and batch them (on ``device``
+    when given, e.g. ``model.device``; the graphs themselves stay where they are).
 
     The batch has ``step_mask`` [B, T_max] bool (True where t < length of graph b) and every
     hint padded to ``T_max``; pointers stay node indices local to their graph.
@@ -89,7 +96,8 @@ def collate(data_list: Sequence[Data]) -> Batch:
     if len(algs) != 1:
         raise ValueError(f"a batch must hold one algorithm, got {sorted(algs)}")
     T = max(int(d.length.reshape(-1)[0]) for d in data_list)
-    return Batch.from_data_list([pad_steps(d, T) for d in data_list])
+    batch = Batch.from_data_list([pad_steps(d, T) for d in data_list])
+    return batch if device is None else batch.to(device)
 
 
 def as_batch(data: Data | Batch) -> Batch:
@@ -114,8 +122,9 @@ def _step_mask(data: Data | Batch) -> Bool[Tensor, "B T"]:
     return (torch.arange(T, device=data.length.device) < length).unsqueeze(0)
 
 
-def num_steps(data: Data | Batch) -> int:
-    """T_max: the number of hint steps of the (padded) batch; processor steps = T_max - 1."""
+def num_hint_steps(data: Data | Batch) -> int:
+    """T_max: the number of hint steps of the (padded) batch (the model's
+    ``num_processor_steps`` is T_max - 1)."""
     return int(_step_mask(data).shape[1])
 
 
@@ -129,24 +138,27 @@ def edge_step_mask(data: Data | Batch) -> Bool[Tensor, "E T"]:
     return _step_mask(data)[_batch_vector(data)[data.edge_index[0]]]
 
 
-def valid_processor_steps(length: Int[Tensor, " B"], num_steps: int) -> Bool[Tensor, "B S"]:
+def valid_processor_steps(
+    length: Int[Tensor, " B"], num_processor_steps: int
+) -> Bool[Tensor, "B S"]:
     """The one rule for which processor steps are real: step t of a graph whose trajectory
     has ``length`` = T hint steps computes hint t + 1, so it is real iff ``t + 1 < T``.
-    Returns ``[B, num_steps]`` bool on ``length``'s device."""
-    t = torch.arange(num_steps, device=length.device)
+    Returns ``[B, num_processor_steps]`` bool on ``length``'s device."""
+    t = torch.arange(num_processor_steps, device=length.device)
     return (t[None, :] + 1) < length.reshape(-1, 1)
 
 
 def processor_step_mask(data: Data | Batch) -> Bool[Tensor, "B S"]:
     """[B, T_max - 1] bool: processor step t (supervised with hint t+1) is real."""
-    return valid_processor_steps(data.length, num_steps(data) - 1)
+    return valid_processor_steps(data.length, num_hint_steps(data) - 1)
 
 
 class CLRSLoader(DataLoader):
     """``torch.utils.data.DataLoader`` over a dataset of CLRS ``Data`` using :func:`collate`.
 
     ``seed`` fixes the shuffling order (a fresh ``torch.Generator`` seeded with it), so two
-    loaders with the same seed yield the same batches.
+    loaders with the same seed yield the same batches. ``device``: where the batches are
+    put (e.g. ``model.device``).
     """
 
     def __init__(
@@ -155,6 +167,7 @@ class CLRSLoader(DataLoader):
         batch_size: int = 32,
         shuffle: bool = False,
         seed: int | None = None,
+        device: torch.device | str | None = None,
         **kwargs,
     ) -> None:
         if "collate_fn" in kwargs:
@@ -166,7 +179,7 @@ class CLRSLoader(DataLoader):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            collate_fn=collate,
+            collate_fn=collate if device is None else functools.partial(collate, device=device),
             generator=generator,
             **kwargs,
         )

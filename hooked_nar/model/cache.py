@@ -8,6 +8,7 @@ length 1 runs one output-only step and contributes no valid rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -16,6 +17,9 @@ from torch_geometric.data import Batch
 from transformer_lens import ActivationCache
 
 from hooked_nar.model.steps import hint_step_mask, num_processor_steps
+
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
 
 _NO_POSITIONS = (
     "graphs have no token positions (rows are nodes, edges or graphs): pos_slice must be None"
@@ -39,7 +43,9 @@ def _transformer_only(name: str):
     return method
 
 
-def row_layout(model, batch: Batch, num_rows: int) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
+def row_layout(
+    model: HookedNAR, batch: Batch, num_rows: int
+) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
     """Graph ``[R]`` and within-graph node index ``[R]`` (-1: not a node row) of the rows of a
     hook of ``model`` on ``batch``, told apart by their number: nodes, edges, pointer
     candidates or graphs. On the batch's device."""
@@ -92,13 +98,16 @@ class RowIndex:
 
 
 class NARCache(ActivationCache):
-    """Activations of one ``run_with_cache`` call; ``cache["hook_node_out", 3]`` is step 3."""
+    """Activations of one ``run_with_cache`` call; ``cache["hook_node_out", 3]`` is step 3.
+
+    ``num_processor_steps``: S = T_max - 1, the steps the processor ran (TransformerLens's
+    layers); ``step_mask`` [B, S]: which of them are real for each graph."""
 
     def __init__(self, cache_dict: dict[str, Tensor], model, batch: Batch) -> None:
         super().__init__(cache_dict, model, has_batch_dim=False)
         self.batch = batch
-        self.num_steps = int(num_processor_steps(batch.length.view(-1)).max())
-        self.step_mask = hint_step_mask(batch, self.num_steps)  # [B, S]
+        self.num_processor_steps = int(num_processor_steps(batch.length.view(-1)).max())
+        self.step_mask = hint_step_mask(batch, self.num_processor_steps)  # [B, S]
 
     def __getitem__(self, key):
         if isinstance(key, tuple):
@@ -111,13 +120,14 @@ class NARCache(ActivationCache):
         """Steps ``0 .. k-1`` that TransformerLens's ``layer`` argument selects (all for
         None / -1)."""
         if layer is None or layer == -1:
-            return self.num_steps
+            return self.num_processor_steps
         if (
             isinstance(layer, bool)
             or not isinstance(layer, int)
-            or not 0 <= layer <= self.num_steps
+            or not 0 <= layer <= self.num_processor_steps
         ):
-            raise ValueError(f"layer={layer!r}: processor steps are 0..{self.num_steps - 1}")
+            last = self.num_processor_steps - 1
+            raise ValueError(f"layer={layer!r}: processor steps are 0..{last}")
         return layer
 
     def stack_activation(
@@ -157,7 +167,7 @@ class NARCache(ActivationCache):
         k = self._steps_up_to(layer)
         labels = [f"steps.{t}.hook_node_in" for t in range(k)]
         if layer is None or layer == -1:
-            labels.append(f"steps.{self.num_steps - 1}.hook_node_out")
+            labels.append(f"steps.{self.num_processor_steps - 1}.hook_node_out")
         missing = [name for name in labels if name not in self.cache_dict]
         if missing:
             raise KeyError(f"{missing[:3]} not cached; run_with_cache without a names_filter")
@@ -195,7 +205,7 @@ class NARCache(ActivationCache):
 
     def stack(self, name: str) -> StackedActivation:
         """``name`` (e.g. ``"hook_node_out"`` or ``"decoder.hook_reach_h"``) over every step."""
-        keys = [f"steps.{t}.{name}" for t in range(self.num_steps)]
+        keys = [f"steps.{t}.{name}" for t in range(self.num_processor_steps)]
         missing = [k for k in keys if k not in self.cache_dict]
         if missing:
             raise KeyError(
@@ -211,7 +221,7 @@ class NARCache(ActivationCache):
 
         Rows are ordered by step, then node (stable across runs of the same batch).
         """
-        from hooked_nar.concepts import concept_labels
+        from hooked_nar.concept_labels import concept_labels
 
         st = self.stack(name)
         if st.values.shape[1] != self.batch.num_nodes:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -15,11 +16,14 @@ from torch import Tensor, nn
 from hooked_nar.atomic import recover_directory, write_directory_atomically
 from hooked_nar.model.config import NARConfig
 
+if TYPE_CHECKING:
+    from hooked_nar.model import HookedNAR
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def write_model_files(model, directory: Path, metadata: dict | None = None) -> None:
+def write_model_files(model: HookedNAR, directory: Path, metadata: dict | None = None) -> None:
     """Write ``config.json`` (config plus metadata) and ``model.safetensors`` into ``directory``."""
     payload = {"config": model.cfg.to_dict(), "metadata": metadata or {}}
     (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2))
@@ -27,7 +31,7 @@ def write_model_files(model, directory: Path, metadata: dict | None = None) -> N
     save_file(state, directory / WEIGHTS_NAME)
 
 
-def save_model(model, path: str | Path, metadata: dict | None = None) -> Path:
+def save_model(model: HookedNAR, path: str | Path, metadata: dict | None = None) -> Path:
     """Save ``model`` as a checkpoint directory at ``path``, atomically."""
     return write_directory_atomically(path, lambda tmp: write_model_files(model, tmp, metadata))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import difflib
 import random
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,7 +20,6 @@ from torch_geometric.utils import scatter
 from transformer_lens import HookedRootModule
 
 from hooked_nar.data.loader import as_batch
-from hooked_nar.model import typed_fields
 from hooked_nar.model.cache import NARCache
 from hooked_nar.model.checkpoint import load_checked_state, read_checkpoint, save_model
 from hooked_nar.model.config import NARConfig
@@ -29,7 +30,12 @@ from hooked_nar.model.fields import (
     Field,
     algorithm_fields,
     complete_pairs,
+    decode,
+    field_loss,
+    hard_values,
     row_graph,
+    soft_values,
+    true_values,
 )
 from hooked_nar.model.hook_layout import StepHooks
 from hooked_nar.model.processors import processor_class
@@ -43,14 +49,15 @@ __all__ = ["HookedNAR", "NARLogits", "SAESplice", "hint_step_mask", "num_process
 class NARLogits:
     """Logits of every output ``{name: [X(, C)]}`` and hint ``{name: [X, S(, C)]}`` field.
 
-    Hint column t holds the prediction of processor step t, i.e. of hint step t + 1.
+    Hint column t holds the prediction of processor step t, i.e. of hint step t + 1;
+    ``num_processor_steps`` = S columns (the batch's hint steps T_max minus one).
     Pointer logits are over ``pointer_index`` [2, P] (candidate i, node j).
     """
 
     outputs: dict[str, Float[Tensor, " rows *classes"]]
     hints: dict[str, Float[Tensor, " rows steps *classes"]]
     pointer_index: Int[Tensor, "2 candidates"]
-    num_steps: int
+    num_processor_steps: int
     loss: Tensor | None = None  # the loss of a processor that scores its own choices (discrete)
 
 
@@ -91,8 +98,27 @@ class HookedNAR(SAESplicing, HookedRootModule):
         self.steps = nn.ModuleList(
             StepHooks(cfg, self.hint_fields) for _ in range(cfg.initial_steps)
         )
+        self._hint_gradients = False
         self._init_sae_splicing()
         self.setup()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live; batches go there with ``collate(graphs, device=...)``."""
+        return next(self.parameters()).device
+
+    @contextmanager
+    def hint_feedback_gradients(self) -> Iterator[None]:
+        """While the block runs, gradients reach a step's hidden state through the hints it
+        decodes and the next step re-encodes (``hint_mode="encoded"``), a path training cuts
+        with ``detach``: soft feedback is left attached, hard feedback passes the soft
+        values' gradient straight through. Forward values are unchanged; for attribution
+        (EAP, EAP-IG), whose gradients must follow every path an ablation does."""
+        was, self._hint_gradients = self._hint_gradients, True
+        try:
+            yield
+        finally:
+            self._hint_gradients = was
 
     def _encodable(self, fields: list[Field]) -> list[Field]:
         # Pointers over a complete candidate set have no edge of edge_index to live on.
@@ -255,6 +281,11 @@ class HookedNAR(SAESplicing, HookedRootModule):
             raise ValueError(
                 f"batch holds {sorted(map(str, algorithms))} but this model runs {self.cfg.algorithm!r}"
             )
+        if batch.edge_index.device != self.device:
+            raise ValueError(
+                f"batch is on {batch.edge_index.device} but the model on {self.device}: "
+                "move it with batch.to(model.device) or collate(graphs, device=model.device)"
+            )
         missing = [f.name for f in self.input_fields if f.name not in batch]
         if missing or "length" not in batch:
             raise ValueError(
@@ -265,7 +296,7 @@ class HookedNAR(SAESplicing, HookedRootModule):
         T = batch[self.hint_fields[0].name].shape[1]
         step = min(step, T - 1)
         return {
-            f.name: typed_fields.true_values(f, batch[f.name][:, step], batch, pidx)
+            f.name: true_values(f, batch[f.name][:, step], batch, pidx)
             for f in self.encoder.hint_fields
         }
 
@@ -276,15 +307,18 @@ class HookedNAR(SAESplicing, HookedRootModule):
             and random.random() < self.cfg.teacher_forcing
         ):
             return self._true_hints(batch, step, pidx)
-        if self.cfg.hint_feedback == "hard":
-            return {
-                f.name: typed_fields.hard_values(f, step_logits[f.name], batch, pidx)
-                for f in self.encoder.hint_fields
-            }
-        return {
-            f.name: typed_fields.soft_values(f, step_logits[f.name], batch, pidx).detach()
-            for f in self.encoder.hint_fields
-        }
+        fed = {}
+        for f in self.encoder.hint_fields:
+            logits = step_logits[f.name]
+            if self.cfg.hint_feedback == "hard":
+                fed[f.name] = hard_values(f, logits, batch, pidx)
+                if self._hint_gradients:  # straight through: the value stays hard
+                    soft = soft_values(f, logits, batch, pidx)
+                    fed[f.name] = fed[f.name] + (soft - soft.detach())
+            else:
+                soft = soft_values(f, logits, batch, pidx)
+                fed[f.name] = soft if self._hint_gradients else soft.detach()
+        return fed
 
     # ------------------------------------------------------------ checkpoints
     def save_pretrained(self, path: str | Path, metadata: dict | None = None) -> Path:
@@ -314,18 +348,18 @@ class HookedNAR(SAESplicing, HookedRootModule):
         total = logits.pointer_index.new_zeros((), dtype=torch.float32)
         for f in self.output_fields:
             valid = torch.ones(self._rows(f, batch), dtype=torch.bool, device=total.device)
-            total = total + typed_fields.field_loss(
+            total = total + field_loss(
                 f, logits.outputs[f.name], batch[f.name], valid, batch, logits.pointer_index
             )
         if self.hint_fields:
-            target_steps = hint_step_mask(batch, logits.num_steps)  # [B, S]
+            target_steps = hint_step_mask(batch, logits.num_processor_steps)  # [B, S]
             for f in self.hint_fields:
-                target = batch[f.name][:, 1 : logits.num_steps + 1]
+                target = batch[f.name][:, 1 : logits.num_processor_steps + 1]
                 S = target.shape[1]
                 if S == 0:
                     continue
                 valid = target_steps[row_graph(f, batch)][:, :S]
-                total = total + typed_fields.field_loss(
+                total = total + field_loss(
                     f, logits.hints[f.name][:, :S], target, valid, batch, logits.pointer_index
                 )
         return total
@@ -364,12 +398,12 @@ class HookedNAR(SAESplicing, HookedRootModule):
         logits = self(batch)
         self._check_finite(logits, batch)
         out = {
-            f.name: typed_fields.decode(f, logits.outputs[f.name], batch, logits.pointer_index)
+            f.name: decode(f, logits.outputs[f.name], batch, logits.pointer_index)
             for f in self.output_fields
         }
         if hints:
             for f in self.hint_fields:
-                out[f.name] = typed_fields.decode(
+                out[f.name] = decode(
                     f, logits.hints[f.name], batch, logits.pointer_index
                 )
         return out

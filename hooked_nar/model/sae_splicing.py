@@ -1,7 +1,19 @@
 """SAEs spliced into a HookedNAR's processor steps, as SAELens's ``HookedSAETransformer``
 splices them into a transformer: :class:`SAESplicing` gives ``HookedNAR`` ``add_sae``,
-``reset_saes`` and the ``saes()`` context; :class:`SAESplice` is the hook point that runs one
-SAE at one step.
+``reset_saes``, the ``saes()`` context, ``run_with_saes``, ``run_with_cache_with_saes`` and
+``run_with_hooks_with_saes``; :class:`SAESplice` is the hook point that runs one SAE at one
+step.
+
+>>> sae = sae_lens.SAE.load_from_disk(path)          # or sae.load_sae / sae.train_sae
+>>> with model.saes(sae, use_error_term=True):        # every step; outputs unchanged
+...     logits, cache = model.run_with_cache(batch)   # + steps.{t}.hook_node_out.hook_sae_*
+>>> logits = model.run_with_saes(batch, saes=[sae])   # spliced for this call only
+
+Why splicing lives in the model and the rest in ``sae``: splicing is a property of the hooked
+model (TransformerLens hook points swapped in place, as SAELens does in the model class), and
+the core never imports ``sae``. This module only duck-types the SAE (``encode``, ``decode``,
+``hook_dict``, ``cfg``) and names ``sae_lens`` in type hints; the ``sae`` package trains,
+saves, loads, evaluates and analyses the SAEs spliced here.
 """
 
 from __future__ import annotations
@@ -102,6 +114,48 @@ class SAESplicing:
                     if f"steps.{t}.{h}" not in self._sae_splices:
                         self._splice_sae(sae, t, h, err)
             self.setup()
+
+    def run_with_saes(
+        self,
+        *model_args,
+        saes: SAE | Sequence[SAE] = (),
+        hook: str | None = None,
+        steps: int | Sequence[int] | None = None,
+        use_error_term: bool = False,
+        **model_kwargs,
+    ):
+        """``model(*model_args, **model_kwargs)`` with ``saes`` spliced for this call only
+        (:meth:`saes`), as SAELens's ``HookedSAETransformer.run_with_saes``."""
+        with self.saes(saes, hook, steps, use_error_term):
+            return self(*model_args, **model_kwargs)
+
+    def run_with_cache_with_saes(
+        self,
+        *model_args,
+        saes: SAE | Sequence[SAE] = (),
+        hook: str | None = None,
+        steps: int | Sequence[int] | None = None,
+        use_error_term: bool = False,
+        **kwargs,
+    ):
+        """``run_with_cache`` with ``saes`` spliced for this call only; the cache holds the
+        SAEs' hook points (``steps.{t}.hook_node_out.hook_sae_acts_post``, ...)."""
+        with self.saes(saes, hook, steps, use_error_term):
+            return self.run_with_cache(*model_args, **kwargs)
+
+    def run_with_hooks_with_saes(
+        self,
+        *model_args,
+        saes: SAE | Sequence[SAE] = (),
+        hook: str | None = None,
+        steps: int | Sequence[int] | None = None,
+        use_error_term: bool = False,
+        **kwargs,
+    ):
+        """``run_with_hooks`` with ``saes`` spliced for this call only (``fwd_hooks`` may name
+        the SAEs' hook points)."""
+        with self.saes(saes, hook, steps, use_error_term):
+            return self.run_with_hooks(*model_args, **kwargs)
 
     def _sae_targets(self, sae, hook, steps) -> tuple[str, list[int], bool]:
         if not all(hasattr(sae, a) for a in ("encode", "decode", "hook_dict", "cfg")):

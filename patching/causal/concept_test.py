@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -47,6 +47,16 @@ from patching.causal.targets import concept_target
 from patching.causal.units import Unit, direction_unit, feature_unit, mean_difference, null_units
 from patching.controls import uninformative_features
 from patching.stats import holm, null_size_for
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sae_lens import SAE
+    from torch_geometric.data import Data
+
+    from hooked_nar.data import CLRSDataset
+    from hooked_nar.model import HookedNAR
+    from sae.activation_store import ActivationStore
 
 __all__ = ["ConceptTest", "causal_concept_test", "causal_concept_tests"]
 
@@ -126,12 +136,12 @@ class _Store:
 
 
 def causal_concept_test(
-    model,
-    sae,
+    model: HookedNAR,
+    sae: SAE,
     concept: str,
-    dataset=None,
+    dataset: CLRSDataset | Sequence[Data] | None = None,
     *,
-    store=None,
+    store: ActivationStore | None = None,
     options: CausalOptions | None = None,
     **changes,
 ) -> ConceptTest:
@@ -146,18 +156,18 @@ def causal_concept_test(
 
 
 def causal_concept_tests(
-    model,
-    sae,
+    model: HookedNAR,
+    sae: SAE,
     concepts: list[str] | None = None,
-    dataset=None,
+    dataset: CLRSDataset | Sequence[Data] | None = None,
     *,
-    store=None,
+    store: ActivationStore | None = None,
     options: CausalOptions | None = None,
     **changes,
 ) -> list[ConceptTest]:
     """Test every boolean concept of the model's algorithm (or ``concepts``) in one run:
     shared store, test graphs and Holm correction. Scalar concepts are not tested."""
-    from hooked_nar.concepts import CONCEPTS
+    from hooked_nar.concept_labels import CONCEPTS
 
     opts = (options or CausalOptions()).with_(**changes)
     alg = model.cfg.algorithm
@@ -304,7 +314,7 @@ def _build(
     concept, targets, st: _Store, sae, opts: CausalOptions, num_null: int, model
 ) -> ConceptSpec:
     """The unit, positive control, negation group and nulls of ``concept``."""
-    from sae.concepts import auroc
+    from sae.feature_scores import auroc
 
     y = st.labels[concept].bool()
     control = direction_unit(

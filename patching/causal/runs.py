@@ -64,17 +64,17 @@ def prepare_batches(
     model, data, specs: list[ConceptSpec], opts: CausalOptions
 ) -> list[PreparedBatch]:
     """Clean runs, consequence rows and steering sites of every batch."""
-    from hooked_nar.concepts import concept_labels
+    from hooked_nar.concept_labels import concept_labels
     from hooked_nar.data import CLRSLoader
 
     out, offset = [], 0
-    for batch in CLRSLoader(data, batch_size=opts.batch_size, shuffle=False):
+    for batch in CLRSLoader(data, batch_size=opts.batch_size, device=model.device):
         B = batch.num_graphs
         graphs = torch.arange(offset, offset + B)
         offset += B
         with torch.no_grad():
             logits = model(batch)
-        S = logits.num_steps
+        S = logits.num_processor_steps
         labels = concept_labels(batch, "computed", [s.name for s in specs])
         valid = labels["step_mask"]
         rows, clean, rounds, srows, sclean, true_sites = {}, {}, {}, {}, {}, {}
@@ -113,7 +113,8 @@ def run_ablation(
         for i, s in enumerate(specs):
             r = b.rows[s.name]
             edited = margins(model, logits, b.batch, s.target, r)
-            out[i, b.graphs] = margin_removed(b.clean[s.name], edited, r.graph, b.batch.num_graphs)
+            removed = margin_removed(b.clean[s.name], edited, r.graph, b.batch.num_graphs)
+            out[i, b.graphs] = removed.cpu()
     return out
 
 
@@ -133,8 +134,8 @@ def run_steering(
                 f, n = flip_rate(
                     b.steer_clean[(site_concept, s.name, k)], edited, r.graph, b.batch.num_graphs
                 )
-                flips[i, b.graphs] += f
-                count[i, b.graphs] += n
+                flips[i, b.graphs] += f.cpu()
+                count[i, b.graphs] += n.cpu()
     return torch.where(count > 0, flips / count.clamp(min=1), torch.full_like(flips, math.nan))
 
 

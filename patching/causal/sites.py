@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 from torch import Tensor
 
-from hooked_nar.concepts import CONCEPTS, concept_labels
+from hooked_nar.concept_labels import CONCEPTS, concept_labels
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
+
+    from hooked_nar.model import HookedNAR, NARLogits
 
 __all__ = [
     "check_concept",
@@ -30,8 +36,8 @@ __all__ = [
 ]
 
 
-def check_concept(model, concept: str):
-    """The :class:`~hooked_nar.concepts.Concept` named ``concept`` of the model's algorithm;
+def check_concept(model: HookedNAR, concept: str):
+    """The :class:`~hooked_nar.concept_labels.Concept` named ``concept`` of the model's algorithm;
     ValueError naming the valid ones otherwise."""
     alg = model.cfg.algorithm
     if not isinstance(concept, str) or concept not in CONCEPTS[alg]:
@@ -42,14 +48,18 @@ def check_concept(model, concept: str):
 
 
 def concept_predictions(
-    model, batch, concept: str, fwd_hooks: Sequence = (), logits=None
+    model: HookedNAR,
+    batch: Batch,
+    concept: str,
+    fwd_hooks: Sequence = (),
+    logits: NARLogits | None = None,
 ) -> tuple[Bool[Tensor, "N S"], Bool[Tensor, "N S"]]:
     """The model's prediction of ``concept`` at every (node, processor step), and the true
     labels (both at hint t + 1, False on padded steps): the concept's rule applied to the
     decoded hint predictions, with the true hint 0 as the state before the first step.
     ``fwd_hooks``: an intervention to run with; ``logits``: use these instead of a run.
     A concept read from an input (``is_source``) is predicted as its truth."""
-    from hooked_nar.model import typed_fields
+    from hooked_nar.model.fields import decode
 
     c = check_concept(model, concept)
     truth = concept_labels(batch, "computed", [concept])[concept]
@@ -59,7 +69,7 @@ def concept_predictions(
     if logits is None:
         with torch.no_grad():
             logits = model.run_with_hooks(batch, fwd_hooks=list(fwd_hooks))
-    dec = typed_fields.decode(field, logits.hints[c.source_hint], batch, logits.pointer_index)
+    dec = decode(field, logits.hints[c.source_hint], batch, logits.pointer_index)
     true = batch[c.source_hint]
     T = true.shape[1]
     timeline = torch.cat([true[:, :1].float(), dec[:, : T - 1].float()], 1)
@@ -70,7 +80,7 @@ def concept_predictions(
     return concept_labels(edited, "computed", [concept])[concept], truth
 
 
-def site_candidates(batch, concept: str) -> Bool[Tensor, "N S"]:
+def site_candidates(batch: Batch, concept: str) -> Bool[Tensor, "N S"]:
     """(v, t) with steps t and t + 1 valid, the concept false at hint t + 1 and true at
     hint t + 2 in the true trajectory."""
     lab = concept_labels(batch, "computed", [concept])
@@ -81,11 +91,11 @@ def site_candidates(batch, concept: str) -> Bool[Tensor, "N S"]:
 
 
 def steering_sites(
-    batch,
+    batch: Batch,
     candidates: Bool[Tensor, "N S"],
     sites_per_graph: int,
     seed: int = 0,
-    graph_ids: Tensor | None = None,
+    graph_ids: Int[Tensor, " graphs"] | None = None,
 ) -> list[Bool[Tensor, "N S"]]:
     """Up to ``sites_per_graph`` rounds of sites, the k-th round holding the k-th site of
     every graph (one site per graph per round, so rounds run in one forward pass each).
@@ -95,7 +105,7 @@ def steering_sites(
     if sites_per_graph < 1:
         raise ValueError(f"sites_per_graph must be >= 1, got {sites_per_graph}")
     if graph_ids is None:
-        graph_ids = torch.arange(batch.num_graphs)
+        graph_ids = torch.arange(batch.num_graphs, device=candidates.device)
     rounds = [torch.zeros_like(candidates) for _ in range(sites_per_graph)]
     ptr = batch.ptr.tolist()
     for g in range(batch.num_graphs):
@@ -104,14 +114,14 @@ def steering_sites(
         if nodes.numel() == 0:
             continue
         gen = torch.Generator().manual_seed(seed * 1_000_003 + int(graph_ids[g]))
-        perm = torch.randperm(nodes.numel(), generator=gen)
+        perm = torch.randperm(nodes.numel(), generator=gen, device="cpu").to(nodes.device)
         nodes, steps = nodes[perm], steps[perm]
         # rank of each candidate among those of its step: every step once (in shuffled
         # order, so the first site is at a random step) before any step twice
         rank = torch.zeros_like(steps)
         for s in steps.unique():
             at = (steps == s).nonzero().flatten()
-            rank[at] = torch.arange(at.numel())
+            rank[at] = torch.arange(at.numel(), device=at.device)
         order = torch.argsort(rank, stable=True)
         for k, i in enumerate(order[:sites_per_graph].tolist()):
             rounds[k][lo + nodes[i], steps[i]] = True

@@ -74,7 +74,7 @@ def concept_tests_table(tests: Sequence[ConceptTest], markdown: bool = False) ->
         widths = [max(len(x) for x in col) for col in zip(HEADER, *rows, strict=True)]
         fmt = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
         lines = [fmt(HEADER), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
-    from hooked_nar.concepts import CONCEPTS
+    from hooked_nar.concept_labels import CONCEPTS
 
     for alg in dict.fromkeys(t.algorithm for t in tests):
         scalars = [c for c, v in CONCEPTS[alg].items() if v.dtype != torch.bool]

@@ -1,7 +1,7 @@
 """Where a concept's consequence is measured, and the two measures the rule decides on.
 
-Each boolean concept declares its :class:`~hooked_nar.concepts.Target` in
-:data:`hooked_nar.concepts.CONCEPTS` (which hint, whose prediction, which step). For a node v
+Each boolean concept declares its :class:`~hooked_nar.concept_labels.Target` in
+:data:`hooked_nar.concept_labels.CONCEPTS` (which hint, whose prediction, which step). For a node v
 where the concept holds at the state processor step t computes (hint t + 1), the target
 rows are ``(r, v, t')``: row node r (v itself or its neighbours), candidate v (the value that
 carries the consequence: on for a mask hint, "points to v" for a pointer, "is v" for a
@@ -27,12 +27,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from hooked_nar.concepts import CONCEPTS, Target
+from hooked_nar.concept_labels import CONCEPTS, Target
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
+
+    from hooked_nar.model import HookedNAR, NARLogits
 
 __all__ = [
     "TargetRows",
@@ -45,7 +51,7 @@ __all__ = [
 ]
 
 
-def concept_target(model, concept: str) -> Target:
+def concept_target(model: HookedNAR, concept: str) -> Target:
     """The declared target of ``concept`` for the model's algorithm; concepts without one
     (algorithms not studied yet) fall back to their own source hint at the same node and
     step (a read-out, not a downstream consequence). ValueError when the model predicts
@@ -94,8 +100,8 @@ def _expand(batch, nodes: Tensor, steps: Tensor, target: Target) -> TargetRows:
         src, dst = src[order], dst[order]
         start = torch.searchsorted(src, nodes)
         count = torch.searchsorted(src, nodes, right=True) - start
-        owner = torch.repeat_interleave(torch.arange(nodes.numel()), count)
-        offset = torch.arange(int(count.sum())) - torch.repeat_interleave(
+        owner = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), count)
+        offset = torch.arange(int(count.sum()), device=nodes.device) - torch.repeat_interleave(
             torch.cumsum(count, 0) - count, count
         )
         row = dst[start[owner] + offset]
@@ -137,7 +143,7 @@ def _filter(rows: TargetRows, keep: Tensor) -> TargetRows:
 
 
 def consequence_rows(
-    batch, labels: Bool[Tensor, "N S"], valid: Bool[Tensor, "N S"], target: Target
+    batch: Batch, labels: Bool[Tensor, "N S"], valid: Bool[Tensor, "N S"], target: Target
 ) -> TargetRows:
     """Target rows of every (v, t) where the concept holds (``labels & valid``), kept where
     the true hint carries the consequence at hint t' + 1 (and, ``target.new``, not at t')."""
@@ -150,7 +156,7 @@ def consequence_rows(
     return _unique(rows, batch.num_nodes)
 
 
-def steering_rows(batch, sites: Bool[Tensor, "N S"], target: Target) -> TargetRows:
+def steering_rows(batch: Batch, sites: Bool[Tensor, "N S"], target: Target) -> TargetRows:
     """Target rows of the steering ``sites`` where the true hint does not carry the
     consequence at hint t' + 1 (so that moving it is a change the truth did not make)."""
     nodes, steps = sites.nonzero(as_tuple=True)
@@ -169,22 +175,25 @@ def _unique(rows: TargetRows, num_nodes: int) -> TargetRows:
 
 def _first_occurrence(key: Tensor) -> tuple[Tensor, Tensor]:
     uniq, inverse = torch.unique(key, return_inverse=True)
-    pos = torch.arange(key.numel())
-    first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long).scatter_reduce(
+    dev = key.device
+    pos = torch.arange(key.numel(), device=dev)
+    first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long, device=dev).scatter_reduce(
         0, inverse, pos, "amin"
     )
-    mask = torch.zeros(key.numel(), dtype=torch.bool)
+    mask = torch.zeros(key.numel(), dtype=torch.bool, device=dev)
     mask[first] = True
     return uniq, mask
 
 
-def margins(model, logits, batch, target: Target, rows: TargetRows) -> Float[Tensor, " M"]:
+def margins(
+    model: HookedNAR, logits: NARLogits, batch: Batch, target: Target, rows: TargetRows
+) -> Float[Tensor, " M"]:
     """The margin toward the consequence of every row (positive: the model predicts it; NaN
     where v is not a pointer candidate of r)."""
     field = next(f for f in model.hint_fields if f.name == target.hint)
     lg = logits.hints[target.hint].float()  # mask / mask_one [N, S]; pointer [P, S]
     if len(rows) == 0:
-        return torch.zeros(0)
+        return torch.zeros(0, device=lg.device)
     if field.type == "mask":
         return lg[rows.row, rows.step]
     if field.type == "categorical":
@@ -193,7 +202,7 @@ def margins(model, logits, batch, target: Target, rows: TargetRows) -> Float[Ten
         others = torch.cat([x[:, :k], x[:, k + 1 :]], 1).amax(1)
         return x[:, k] - others if target.rule[0] == "class" else others - x[:, k]
     if field.type == "mask_one":
-        group, members = batch.batch, torch.arange(batch.num_nodes)
+        group, members = batch.batch, torch.arange(batch.num_nodes, device=lg.device)
         key_row, key_cand = batch.batch[rows.row], rows.cand
     else:
         i, j = logits.pointer_index
@@ -218,16 +227,17 @@ def _grouped_margin(
     found = sorted_code[pos] == query
     p = order[pos]
     score = lg[p, step]
-    out = torch.full((query.numel(),), math.nan)
+    dev = lg.device
+    out = torch.full((query.numel(),), math.nan, device=dev)
     for t in step.unique().tolist():
         at = step == t
         s_t = lg[:, t]
-        top1 = torch.full((size,), -math.inf).scatter_reduce(0, group, s_t, "amax")
+        top1 = torch.full((size,), -math.inf, device=dev).scatter_reduce(0, group, s_t, "amax")
         is_top = s_t >= top1[group]
-        top2 = torch.full((size,), -math.inf).scatter_reduce(
+        top2 = torch.full((size,), -math.inf, device=dev).scatter_reduce(
             0, group, s_t.masked_fill(is_top, -math.inf), "amax"
         )
-        ties = torch.zeros(size).index_add_(0, group, is_top.float())
+        ties = torch.zeros(size, device=dev).index_add_(0, group, is_top.float())
         g = key_row[at]
         sc = score[at]
         best_other = torch.where((sc >= top1[g]) & (ties[g] < 2), top2[g], top1[g])
@@ -236,7 +246,8 @@ def _grouped_margin(
 
 
 def _per_graph_sum(values: Tensor, graph: Tensor, num_graphs: int) -> Tensor:
-    return torch.zeros(num_graphs, dtype=torch.float64).index_add_(0, graph, values.double())
+    zeros = torch.zeros(num_graphs, dtype=torch.float64, device=values.device)
+    return zeros.index_add_(0, graph, values.double())
 
 
 def margin_removed(

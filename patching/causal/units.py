@@ -103,7 +103,7 @@ def feature_unit(
     return Unit(
         name,
         "features",
-        sae.W_dec.detach()[idx].float(),
+        sae.W_dec.detach()[idx.to(sae.W_dec.device)].float().cpu(),
         acts[labels.bool()][:, idx].float(),
         [int(f) for f in features],
     )
@@ -189,8 +189,8 @@ def null_units(
             seen.add(pick)
             a = acts[:, list(pick)]
             weight = torch.where(a > 0, a, torch.nan).nanmean(0).nan_to_num(0.0)
-            along = weight @ sae.W_dec.detach()[list(pick)].float()
-            directions = sae.W_dec.detach()[list(pick)].float()
+            directions = sae.W_dec.detach()[list(pick)].float().cpu()
+            along = weight @ directions
             out.append(
                 Unit(
                     f"null features {list(pick)}",

@@ -8,7 +8,8 @@
 - :mod:`~patching.circuits.ablation`: clean and reference activations (counterfactual, mean,
   zero) and batched forward passes with components ablated;
 - :mod:`~patching.circuits.scoring`: exact patching, EAP, EAP-IG and their agreement;
-- :mod:`~patching.circuits.masking`: a learned circuit mask;
+- :mod:`~patching.circuits.masking`: a learned circuit mask, and greedy swaps that refine a
+  top-k circuit under the exact ablation;
 - :mod:`~patching.circuits.faithfulness`: top-k circuits, sufficiency / necessity curves
   beside random circuits, CPR / CMD areas, bootstrap intervals over graphs;
 - :mod:`~patching.circuits.discovery`: the whole run on one checkpoint;
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
         threshold_circuit,
         top_k_circuit,
     )
-    from patching.circuits.masking import learned_mask_scores
+    from patching.circuits.masking import learned_mask_scores, refine_top_k
     from patching.circuits.report import circuit_overlap, write_report
     from patching.circuits.scoring import (
         Scores,
@@ -51,4 +52,4 @@ if TYPE_CHECKING:
         exact_scores,
         spearman_agreement,
     )
-    from patching.circuits.sites import Site, processor_sites, site_hooks
+    from patching.circuits.sites import Site, cut_hidden_carry, processor_sites, site_hooks

@@ -29,7 +29,7 @@ from patching.circuits.faithfulness import (
     faithfulness_curve,
     top_k_circuit,
 )
-from patching.circuits.masking import learned_mask_scores
+from patching.circuits.masking import learned_mask_scores, refine_top_k
 from patching.circuits.scoring import (
     IG_SCOPES,
     Scores,
@@ -67,6 +67,7 @@ QUICK_OPTIONS: dict[str, Any] = {
     "granularities": ("tied",),
     "judged": ("tied",),
     "mask_steps": 10,
+    "mask_swaps": 1,
 }
 
 
@@ -101,6 +102,7 @@ class CircuitOptions:
     ig_scope: str = "step"
     mask_steps: int = 300
     mask_sparsity: float = 1.0
+    mask_swaps: int = 8
     fractions: tuple[float, ...] = FRACTIONS
     num_random: int = 16
     granularities: tuple[str, ...] = ("tied", "step")
@@ -118,6 +120,10 @@ class CircuitOptions:
             raise ValueError(f"ablation={self.ablation!r} must be one of {ABLATIONS}")
         if self.ig_scope not in IG_SCOPES:
             raise ValueError(f"ig_scope={self.ig_scope!r} must be one of {IG_SCOPES}")
+        if isinstance(self.mask_swaps, bool) or not isinstance(self.mask_swaps, int):
+            raise ValueError(f"mask_swaps must be an int >= 0, got {self.mask_swaps!r}")
+        if self.mask_swaps < 0:
+            raise ValueError(f"mask_swaps must be an int >= 0, got {self.mask_swaps!r}")
         for name in ("nodes", "num_graphs", "eval_graphs", "ig_steps", "num_random"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -244,9 +250,13 @@ def _score_all(runs: AblationRuns, comps: Components, o: CircuitOptions, progres
         "exact": exact_scores(runs, comps, o.batch_size, progress),
     }
     if "mask" in METHODS.get(comps.granularity, ()):
-        out["mask"] = learned_mask_scores(
+        mask = learned_mask_scores(
             runs, comps, o.mask_steps, sparsity=o.mask_sparsity, seed=o.seed, objective="log_prob"
         )
+        k = int(round(o.max_fraction * len(comps)))
+        if o.mask_swaps and 0 < k < len(comps):
+            mask = refine_top_k(runs, mask, k, "log_prob", o.mask_swaps, o.batch_size)
+        out["mask"] = mask
     return out
 
 

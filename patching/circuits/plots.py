@@ -1,4 +1,4 @@
-"""Pictures of a circuit run (PNG, written atomically through :func:`hooked_nar.plotting.save_figure`).
+"""Pictures of a circuit run (PNG, written atomically through :func:`hooked_nar.figures.save_figure`).
 
 - :func:`plot_edge_circuit`: the input graph once per processor step, each message edge
   i -> j drawn with a width and colour set by its score (the effect of ablating that one
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hooked_nar.plotting import graph_layout, pyplot, save_figure
+from hooked_nar.figures import graph_layout, pyplot, save_figure
 from patching.circuits.faithfulness import FaithfulnessCurve
 from patching.circuits.scoring import Scores
 from patching.circuits.sites import Site

@@ -7,12 +7,19 @@ its reference activation (:mod:`patching.circuits.ablation`) on the clean run:
 
 - :func:`exact_scores`: one patched forward per component (K per pass), the reference;
 - :func:`eap_scores`: edge attribution patching (Syed et al. 2023; Nanda's attribution
-  patching): ``(reference - clean) . grad metric`` at the clean run, one backward pass;
+  patching): ``(reference - clean) . grad metric`` at the clean run;
 - :func:`eap_ig_scores`: EAP with integrated gradients (Hanna et al. 2024; Marks et al.'s
-  activation variant as in MIB): the gradient averaged over ``ig_steps`` points on the
-  straight path from the clean to the reference activations of one site, the site replaced
-  at every step at once; one batched pass per site. The attributions of a site add up to
-  the effect of ablating the whole site (completeness), up to the quadrature error.
+  activation variant as in MIB): the gradient averaged over ``ig_steps`` points of the path
+  from the clean to the reference activations of one site (at one step, by default).
+
+Both differentiate the ablation itself (``x + a * (reference - x)``, the intervention exact
+patching makes at ``a = 1``), so every quantity is the one exact patching measures, and
+three paths that plain gradients get wrong are handled: gradients run through the model's
+re-encoded hints (:meth:`HookedNAR.hint_feedback_gradients`; training detaches them),
+message units are attributed at the aggregate they alone feed (with max aggregation the
+gradient at the messages only sees the winning edge), and a tied hidden unit's carry into
+itself at the next step, which the tied ablation replaces, is cut
+(:func:`~patching.circuits.sites.cut_hidden_carry`).
 
 Each returns a :class:`Scores` ``[G, C]`` for a :class:`~patching.circuits.components.Components`;
 aggregation over graphs is explicit (:meth:`Scores.mean`, :meth:`Scores.normalised`).
@@ -21,6 +28,7 @@ aggregation over graphs is explicit (:meth:`Scores.mean`, :meth:`Scores.normalis
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -28,10 +36,9 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hooked_nar.data.loader import collate
 from patching.circuits.ablation import AblationRuns
 from patching.circuits.components import Components
-from patching.circuits.sites import site_hooks
+from patching.circuits.sites import Site, cut_hidden_carry
 
 __all__ = ["Scores", "eap_scores", "eap_ig_scores", "exact_scores", "spearman_agreement"]
 
@@ -80,45 +87,72 @@ def _gap(runs: AblationRuns) -> Tensor | None:
     return (runs.clean_values[name] - runs.reference_values[name]).double()
 
 
-def eap_scores(runs: AblationRuns, components: Components) -> Scores:
-    """EAP: ``(reference - clean) * d metric / d activation`` at the clean run, summed
-    into components."""
-    model, name = runs.model, _metric_name(runs)
-    metric = runs.metrics[name]
+def _attribution_site(runs: AblationRuns, site: Site, components: Components) -> Site:
+    """Where ``site``'s unit components are attributed: message units at the aggregate they
+    alone feed (:meth:`AblationRuns.message_aggregate`; with max aggregation the gradient at
+    the messages reaches only the winning edge, so it cannot see the winner change), the
+    rest, and message edges, at the site itself."""
+    if site.name == "hook_msg" and components.granularity != "edge":
+        return runs.message_aggregate() or site
+    return site
+
+
+def _path_attribution(
+    runs: AblationRuns,
+    site: Site,
+    coef: Float[Tensor, "P S"],
+    cut_carry: bool,
+) -> Float[Tensor, "P S R d"]:
+    """``d metric / d a`` for every element of ``site`` on ``P`` copies of the clean batch,
+    copy p with the site at step t moved ``coef[p, t]`` of the way to its reference by the
+    ablation itself (``x + a * (reference - x)``, ``x`` the live activation): the gradient at
+    the activation times ``reference - x``, with every path downstream open (and the hidden
+    carry cut when ``cut_carry``)."""
+    S = runs.S
+    R, d = runs.clean_acts[site.name].shape[1:]
+    mask = coef[:, :, None, None].expand(coef.shape[0], S, R, d).clone().requires_grad_(True)
+    name = _metric_name(runs)
+    with cut_hidden_carry(runs.model, S) if cut_carry else nullcontext():
+        values = runs.run({site.name: mask}, grad=True)[name]
+    (grad,) = torch.autograd.grad(torch.nansum(values), mask)
+    return grad
+
+
+def _cuts_carry(site: Site, components: Components, cut_carry: bool | None) -> bool:
+    tied = components.granularity == "tied"
+    return site.name == "hook_node_out" and (tied if cut_carry is None else cut_carry)
+
+
+def _differentiable(runs: AblationRuns, method: str):
+    metric = runs.metrics[_metric_name(runs)]
     if not getattr(metric, "differentiable", True):
-        raise ValueError(f"metric {metric.name} is not differentiable; EAP needs gradients")
-    leaves: dict[str, list[Tensor]] = {s.name: [None] * runs.S for s in runs.sites}
+        raise ValueError(f"metric {metric.name} is not differentiable; {method} needs gradients")
+    return metric
 
-    def plant(site: str):
-        def fn(x: Tensor, t: int) -> Tensor:
-            if not x.requires_grad:  # e.g. the zero state before step 0
-                x = x.detach().requires_grad_(True)
-            leaves[site][t] = x  # not detached: gradients reach upstream sites through it
-            return x
 
-        return fn
+def eap_scores(
+    runs: AblationRuns,
+    components: Components,
+    *,
+    via_aggregate: bool = True,
+    cut_carry: bool | None = None,
+) -> Scores:
+    """EAP: ``(reference - clean) * d metric / d activation`` at the clean run, summed into
+    components; gradients follow every path the ablation does (hint feedback included).
 
-    was = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), site_hooks(model, {s: plant(s) for s in leaves}, runs.S):
-            logits = model(runs.batch)
-            total = torch.nansum(metric(logits, runs.batch))
-        flat = [leaf for site in leaves for leaf in leaves[site]]
-        grads = torch.autograd.grad(total, flat, allow_unused=True)
-    finally:
-        model.train(was)
-    attribution, i = {}, 0
-    for site in leaves:
-        g = torch.stack(
-            [
-                torch.zeros_like(f) if gr is None else gr
-                for f, gr in zip(flat[i : i + runs.S], grads[i : i + runs.S], strict=True)
-            ]
+    ``via_aggregate``: message units are attributed at their aggregate
+    (:func:`_attribution_site`); ``cut_carry`` (default: for tied components) leaves out the
+    carry of a hidden unit into itself at the next step, which a tied ablation replaces."""
+    metric = _differentiable(runs, "EAP")
+    attribution, rows = {}, runs.row_graphs()
+    for site in runs.sites:
+        at = _attribution_site(runs, site, components) if via_aggregate else site
+        grad = _path_attribution(
+            runs, at, torch.zeros(1, runs.S), _cuts_carry(site, components, cut_carry)
         )
-        i += runs.S
-        attribution[site] = runs.delta(site) * g
-    per_graph = components.aggregate(attribution, runs.row_graphs(), runs.num_graphs)
+        attribution[site.name] = grad[0]
+        rows[site.name] = runs.row_graph(runs.batch, at).cpu()
+    per_graph = components.aggregate(attribution, rows, runs.num_graphs)
     return Scores("eap", components, per_graph, metric.name, _gap(runs))
 
 
@@ -126,59 +160,47 @@ IG_SCOPES = ("site", "step")
 
 
 def eap_ig_scores(
-    runs: AblationRuns, components: Components, ig_steps: int = 8, scope: str = "step"
+    runs: AblationRuns,
+    components: Components,
+    ig_steps: int = 8,
+    scope: str = "step",
+    *,
+    via_aggregate: bool = True,
+    cut_carry: bool | None = None,
 ) -> Scores:
-    """EAP-IG: gradients at ``ig_steps`` midpoints ``a = (j + 1/2) / ig_steps`` of the path
-    ``clean + a * (reference - clean)``, averaged and multiplied by ``reference - clean``.
+    """EAP-IG: ``d metric / d a`` averaged over ``ig_steps`` midpoints
+    ``a = (j + 1/2) / ig_steps`` of the ablation's own path ``x + a * (reference - x)``
+    (at ``a = 1`` the ablation itself), one site at a time; the attributions of a site add
+    up to the effect of moving it along the path (completeness), up to the quadrature error.
 
-    ``scope``: what moves along the path while the rest of the model computes: ``"step"``
-    (one site at one step; the attribution of step t is read from the runs that move step
-    t) or ``"site"`` (one site at every step at once; cheaper, but the path then crosses
-    interactions between steps that a single component's ablation never sees).
+    ``scope``: what moves while the rest of the model computes on: ``"step"`` (one site at
+    one step; step t's attribution is read from the copies that move step t, so it sees the
+    later steps react) or ``"site"`` (one site at every step at once; cheaper, but the path
+    then crosses a state no single component's ablation reaches). ``via_aggregate``,
+    ``cut_carry``: as in :func:`eap_scores`.
     """
     if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
         raise ValueError(f"ig_steps must be a positive int, got {ig_steps!r}")
     if scope not in IG_SCOPES:
         raise ValueError(f"scope={scope!r} must be one of {IG_SCOPES}")
-    model, name = runs.model, _metric_name(runs)
-    metric = runs.metrics[name]
-    if not getattr(metric, "differentiable", True):
-        raise ValueError(f"metric {metric.name} is not differentiable; EAP-IG needs gradients")
+    metric = _differentiable(runs, "EAP-IG")
     S, K = runs.S, ig_steps
     alphas = (torch.arange(K, dtype=torch.float32) + 0.5) / K
-    # copies: (moved step u, alpha j) for scope "step"; (alpha j) for scope "site"
-    U = S if scope == "step" else 1
-    big = collate(runs.clean * (U * K))
-    attribution = {}
-    was = model.training
-    model.eval()
-    try:
-        for site in runs.sites:
-            clean, delta = runs.clean_acts[site.name], runs.delta(site.name)
-            R, d = clean.shape[1], clean.shape[2]
-            coef = alphas.repeat(U).view(U, K)  # [U, K]
-            leaves = []
-            for t in range(S):
-                moved = coef if scope == "site" else coef * (torch.arange(U) == t)[:, None]
-                value = clean[t] + moved[..., None, None] * delta[t]  # [U, K, R, d]
-                leaves.append(value.reshape(U * K * R, d).clone().requires_grad_(True))
-
-            def fn(x: Tensor, t: int, leaves=leaves) -> Tensor:
-                return leaves[t].to(x)
-
-            with torch.enable_grad(), site_hooks(model, {site.name: fn}, S):
-                logits = model(big)
-                total = torch.nansum(metric(logits, big))
-            grads = torch.autograd.grad(total, leaves, allow_unused=True)
-            per_step = []
-            for t, gr in enumerate(grads):
-                gr = torch.zeros(U * K * R, d) if gr is None else gr
-                gr = gr.view(U, K, R, d)[t if scope == "step" else 0]
-                per_step.append(gr.mean(0))
-            attribution[site.name] = delta * torch.stack(per_step)
-    finally:
-        model.train(was)
-    per_graph = components.aggregate(attribution, runs.row_graphs(), runs.num_graphs)
+    if scope == "step":  # copy (u, j): step u at alphas[j], the other steps at 0
+        coef = (torch.eye(S)[:, None, :] * alphas[None, :, None]).reshape(S * K, S)
+    else:
+        coef = alphas[:, None].expand(K, S)
+    attribution, rows = {}, runs.row_graphs()
+    for site in runs.sites:
+        at = _attribution_site(runs, site, components) if via_aggregate else site
+        grad = _path_attribution(runs, at, coef, _cuts_carry(site, components, cut_carry))
+        if scope == "step":
+            grad = grad.view(S, K, *grad.shape[1:])
+            attribution[site.name] = torch.stack([grad[t, :, t].mean(0) for t in range(S)])
+        else:
+            attribution[site.name] = grad.mean(0)
+        rows[site.name] = runs.row_graph(runs.batch, at).cpu()
+    per_graph = components.aggregate(attribution, rows, runs.num_graphs)
     return Scores(f"eap_ig({ig_steps}, {scope})", components, per_graph, metric.name, _gap(runs))
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
-__all__ = ["UPDATE", "Site", "processor_sites", "site_hooks"]
+__all__ = ["UPDATE", "Site", "cut_hidden_carry", "processor_sites", "site_hooks"]
 
 #: The name of the update site (the module output that stands in for a hook point).
 UPDATE = "update"
@@ -118,6 +118,47 @@ def site_hooks(model, fns: dict[str, SiteFn], num_steps: int) -> Iterator[None]:
     finally:
         if handle is not None:
             handle.remove()
+
+
+@contextmanager
+def cut_hidden_carry(model, num_steps: int) -> Iterator[None]:
+    """While the block runs, gradients do not follow the gated carry ``(1 - gate) * h`` from
+    one step's hidden state into the next (forward values unchanged).
+
+    What a tied hidden unit's attribution needs: ablating unit k at every step replaces
+    ``h_{t+1}[k]`` too, so the carry of ``h_t[k]`` into it reaches nothing; a gradient that
+    follows it counts the same effect once per step. A no-op without a gate."""
+    if not isinstance(getattr(model.steps[0], "hook_gate", None), HookPoint):
+        yield
+        return
+    model.ensure_steps(num_steps)
+    seen: dict[tuple[str, int], Tensor] = {}
+
+    def keep(kind: str):
+        def hook(x: Tensor, hook) -> Tensor:
+            seen[kind, hook.layer()] = x
+            return x
+
+        return hook
+
+    def cut(x: Tensor, hook) -> Tensor:
+        h, gate = seen.get(("h", hook.layer())), seen.get(("gate", hook.layer()))
+        if h is None or gate is None or not h.requires_grad:
+            return x
+        return x - (1 - gate.detach()) * (h - h.detach())  # the same value, carry cut
+
+    fwd = []
+    for t in range(num_steps):
+        fwd += [
+            (f"steps.{t}.hook_node_in", keep("h")),
+            (f"steps.{t}.hook_gate", keep("gate")),
+            (f"steps.{t}.hook_node_out", cut),
+        ]
+    try:
+        with model.hooks(fwd_hooks=fwd):
+            yield
+    finally:
+        seen.clear()
 
 
 def _at_step(fn: SiteFn, t: int):

@@ -22,7 +22,7 @@ def _r(x: float) -> float:
 
 
 def _class_names(algorithm: str, field) -> list[str]:
-    from hooked_nar.concepts import CLASS_NAMES
+    from hooked_nar.concept_labels import CLASS_NAMES
 
     if field.type != "categorical":
         return [field.name]

@@ -3,7 +3,7 @@
 :func:`gather` encodes the held-out (graph, node, step) rows with the SAE once and derives,
 per feature: firing rate, activations, histogram, top and random examples (each with the
 feature's activation at every node and step of its graph), concept scores (the study's own
-:func:`sae.concepts.feature_concept_scores`'s AUROC and Spearman), concept groups and the decoder direction read
+:func:`sae.feature_scores.feature_concept_scores`'s AUROC and Spearman), concept groups and the decoder direction read
 through the model's linear node heads (:mod:`hooked_nar.app.browser.decoder_read`). What the
 study decided (causal verdicts, concept baselines) is read from ``results.json`` by
 :mod:`hooked_nar.app.browser.results`.
@@ -56,7 +56,7 @@ def _two_sided(a: Tensor) -> Tensor:
 
 def _auroc_from_ranks(ranks: Float[Tensor, "R K"], labels: Tensor) -> Tensor:
     """AUROC of every column from its mid-ranks (the Mann-Whitney formula of
-    :func:`sae.concepts.auroc`), so that one ranking serves every concept; NaN without pairs."""
+    :func:`sae.feature_scores.auroc`), so that one ranking serves every concept; NaN without pairs."""
     y = labels.bool()
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
@@ -67,7 +67,7 @@ def _auroc_from_ranks(ranks: Float[Tensor, "R K"], labels: Tensor) -> Tensor:
 @dataclass
 class ConceptTable:
     """The feature x concept statistics the page shows: the values of
-    :func:`sae.concepts.feature_concept_scores` (``auroc`` [F, Cb], ``spearman`` [F, Cs],
+    :func:`sae.feature_scores.feature_concept_scores` (``auroc`` [F, Cb], ``spearman`` [F, Cs],
     ``frequency`` [F], ``positive_rate`` [Cb]) without its F1 search, every column ranked once."""
 
     bool_concepts: list[str]
@@ -80,7 +80,7 @@ class ConceptTable:
 
 def concept_table(acts: Float[Tensor, "R F"], labels: dict[str, Tensor]) -> ConceptTable:
     """:class:`ConceptTable` of ``acts`` against ``labels`` ``{concept: [R]}`` (bool or float)."""
-    from sae.concepts import midranks, pearson
+    from sae.feature_scores import midranks, pearson
 
     bools = [c for c, v in labels.items() if v.dtype == torch.bool]
     scalars = [c for c, v in labels.items() if v.dtype != torch.bool]
@@ -118,7 +118,7 @@ def computed_baselines(
     """Per boolean concept: the best single neuron of the hook and the median / 95th
     percentile over :data:`RANDOM_DIRECTIONS` random unit directions (AUROC two-sided, since
     a raw direction has no sign)."""
-    from sae.concepts import midranks
+    from sae.feature_scores import midranks
 
     gen = torch.Generator().manual_seed(seed)
     dirs = torch.randn(rows.shape[1], RANDOM_DIRECTIONS, generator=gen)
@@ -150,7 +150,7 @@ def graph_drawing(data, cells: Tensor, labels: dict[str, Tensor], directed: bool
     """What the page needs to draw one graph: positions, edges, the source node, and per
     boolean concept its truth at every (step, node) as one '0'/'1' string per step."""
     from hooked_nar.data import data_to_trajectory
-    from hooked_nar.plotting import graph_layout
+    from hooked_nar.figures import graph_layout
 
     traj = data_to_trajectory(data)
     pos = graph_layout(traj.inputs["A"], seed=seed)
@@ -196,7 +196,7 @@ def _histogram(col: Tensor) -> dict:
 
 def _best_concept(scores, f: int) -> dict | None:
     """The boolean concept of feature ``f``'s highest AUROC, else the scalar concept of its
-    highest |Spearman| (the rule of :func:`sae.concepts.best_features`, per feature)."""
+    highest |Spearman| (the rule of :func:`sae.feature_scores.best_features`, per feature)."""
     a = scores.auroc[f]
     if scores.bool_concepts and bool((a == a).any()):
         i = int(torch.nan_to_num(a, nan=-1.0).argmax())

@@ -59,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-random", type=int, default=16, help="random circuits per size (default: 16)"
     )
     p.add_argument(
+        "--mask-swaps",
+        type=int,
+        default=8,
+        help="greedy swaps refining the learned mask's 20%% circuit (default: 8; 0: none)",
+    )
+    p.add_argument(
         "--granularity",
         nargs="+",
         default=["tied", "step"],
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         ("eval_graphs", 1),
         ("ig_steps", 1),
         ("num_random", 1),
+        ("mask_swaps", 0),
         ("seed", 0),
     ):
         if getattr(args, flag) < low:
@@ -132,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "eval_graphs": args.eval_graphs,
         "ig_steps": args.ig_steps,
         "num_random": args.num_random,
+        "mask_swaps": args.mask_swaps,
     }
     sizes["granularities"] = tuple(dict.fromkeys(args.granularity + args.judge))
     sizes["judged"] = tuple(args.judge)

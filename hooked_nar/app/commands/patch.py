@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hooked_nar.algorithms import ALGORITHMS
-    from hooked_nar.concepts import CONCEPTS
+    from hooked_nar.concept_labels import CONCEPTS
     from patching.causal import (
         CAUSAL_RULE,
         CausalOptions,

@@ -141,7 +141,7 @@ def prediction_hint(algorithm: str) -> tuple[str, str | None] | None:
     """``(hint, class name or None)`` compared with the model in the model stage."""
     if algorithm in PREDICTION_HINTS:
         return PREDICTION_HINTS[algorithm]
-    from hooked_nar.concepts import CLASS_NAMES
+    from hooked_nar.concept_labels import CLASS_NAMES
 
     hints = node_hints(algorithm)
     for kind in ("mask", "categorical", "mask_one"):

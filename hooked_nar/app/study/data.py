@@ -21,7 +21,7 @@ def hint_statistics(dataset) -> dict:
     import torch
 
     from hooked_nar.algorithms import SPECS
-    from hooked_nar.concepts import CLASS_NAMES
+    from hooked_nar.concept_labels import CLASS_NAMES
 
     alg = dataset.algorithm
     out: dict[str, dict] = {}
@@ -97,7 +97,7 @@ def _describe_hint(st: dict) -> str:
 def stage_data(ctx: StudyContext) -> Section:
     """Generate the graphs, compute dataset statistics and draw one trajectory."""
     from hooked_nar.data import CLRSDataset, data_to_trajectory
-    from hooked_nar.plotting import draw_trajectory, graph_layout
+    from hooked_nar.figures import draw_trajectory, graph_layout
 
     a = ctx.args
     ctx.log(f"data: {a.num_graphs} {ctx.algorithm} graphs of {a.num_nodes} nodes ({a.generator})")

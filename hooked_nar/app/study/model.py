@@ -44,7 +44,7 @@ def cache_summary(model, graphs: list) -> dict:
         "lengths": [int(x) for x in batch.length.view(-1)],
         "num_nodes": int(batch.num_nodes),
         "num_edges": int(batch.edge_index.shape[1]),
-        "processor_steps": cache.num_steps,
+        "processor_steps": cache.num_processor_steps,
         "hook_points_in_model": len(model.hook_dict),
         "cached_activations": len(cache.keys()),
         "per_step_hooks": {
@@ -70,7 +70,7 @@ def predicted_vs_true(model, data, hint: str, class_name: str | None):
     processor steps (step t predicts hint t + 1). Categorical hints become ``class == name``."""
     import torch
 
-    from hooked_nar.concepts import CLASS_NAMES
+    from hooked_nar.concept_labels import CLASS_NAMES
     from hooked_nar.data import collate
 
     T = int(data.length.reshape(-1)[0])
@@ -109,8 +109,8 @@ def stage_model(ctx: StudyContext) -> Section:
     from hooked_nar.data import data_to_trajectory
     from hooked_nar.data.generators import GRAPH_CONVENTIONS
     from hooked_nar.evaluate import evaluate
+    from hooked_nar.figures import draw_prediction_vs_truth
     from hooked_nar.model import HookedNAR
-    from hooked_nar.plotting import draw_prediction_vs_truth
 
     ctx.log(f"model: loading {a.checkpoint_path}")
     try:
