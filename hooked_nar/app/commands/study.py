@@ -38,7 +38,7 @@ DESCRIPTION = (
     "frequency-matched features and random directions); with --circuit, circuit "
     "(hooked-nar circuit --quick on the checkpoint). The model, sae, causal and circuit stages need a "
     "checkpoint (shipped for bfs, dfs, dijkstra, mst_prim, bellman_ford, and the discrete "
-    "bfs-discrete, dijkstra-discrete, mst_prim-discrete). Writes "
+    "processor's ALGORITHM-discrete ones, e.g. --checkpoint dijkstra-discrete). Writes "
     "OUTPUT/report.md, OUTPUT/results.json, the SAE (OUTPUT/sae) and PNG figures, each "
     "atomically, after every stage."
 )
