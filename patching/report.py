@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
-
 from patching.causal import CAUSAL_RULE, DECIDING_METRICS, ConceptTest, concept_tests_table
 from patching.causal.rule import moves
 
@@ -119,7 +117,6 @@ def causal_sections(
     them) with ``level``-deep headings, and ``{caption:
     png}`` of the figures written into ``out``: the effects beside the null and one
     dose-response PNG per concept."""
-    from hooked_nar.concept_labels import CONCEPTS
     from patching.plots import causal_bars, dose_response
 
     if not tests:
@@ -133,15 +130,12 @@ def causal_sections(
         png = f"dose_{t.concept}.png"
         dose_response(t, out / png)
         images[f"`{t.concept}`: dose-response beside the null"] = png
-    scalars = [c for c, v in CONCEPTS[alg].items() if v.dtype != torch.bool]
     lines = [f"{h} Rule", "", rule_text(), "", f"{h} Results", ""]
     lines += [concept_tests_table(tests, markdown=True), ""]
     by_verdict: dict[str, list[str]] = {}
     for t in tests:
         by_verdict.setdefault(t.verdict, []).append(f"`{t.concept}`")
     lines += [f"- **{v}**: {', '.join(n)}" for v, n in by_verdict.items()]
-    if scalars:
-        lines.append(f"- **not tested (scalar, correlational only)**: {', '.join(scalars)}")
     if baselines is not None:
         lines += ["", f"{h} Concept scores beside their baselines", ""]
         lines += baselines_table(tests, baselines)

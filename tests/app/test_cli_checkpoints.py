@@ -43,6 +43,9 @@ def test_study_and_patch_run_on_every_shipped_checkpoint(checkpoint, tmp_path):
     assert [t["concept"] for t in res["causal"]["tests"]] == bool_concepts
     for name in res["causal"]["figures"].values():
         assert (study / name).is_file()
+    scalars = [c for c, v in CONCEPTS[algorithm].items() if v.dtype != torch.bool]
+    report = (study / "report.md").read_text()
+    assert report.count("not tested") == (1 if scalars else 0)  # said once
 
     patch = tmp_path / "patch"
     last = bool_concepts[-1]  # the study ran every concept through the same causal tests
