@@ -46,6 +46,7 @@ def test_study_and_patch_run_on_every_shipped_checkpoint(checkpoint, tmp_path):
     scalars = [c for c, v in CONCEPTS[algorithm].items() if v.dtype != torch.bool]
     report = (study / "report.md").read_text()
     assert report.count("not tested") == (1 if scalars else 0)  # said once
+    assert f"Checkpoint `{checkpoint}` (" in report and "pretrained" not in report
 
     patch = tmp_path / "patch"
     last = bool_concepts[-1]  # the study ran every concept through the same causal tests

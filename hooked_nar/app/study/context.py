@@ -152,3 +152,14 @@ def prediction_hint(algorithm: str) -> tuple[str, str | None] | None:
                 names = CLASS_NAMES.get((algorithm, name), CLASS_NAMES.get(("*", name)))
                 return name, (names[-1] if names else "1")
     return None
+
+
+def checkpoint_label(args: argparse.Namespace) -> str:
+    """How a report names the study's checkpoint: as ``--checkpoint`` gave it (a shipped
+    name or the user's directory), the default shipped one by its name, ``"none"`` when the
+    study trained its own model (not an install path that means nothing elsewhere)."""
+    if args.checkpoint_path is None:
+        return "none"
+    if args.checkpoint_source == "shipped":
+        return args.checkpoint_path.name
+    return str(args.checkpoint)

@@ -10,6 +10,7 @@ from hooked_nar.app.study.context import (
     CACHE_GRAPHS,
     Section,
     StudyContext,
+    checkpoint_label,
     format_value,
     markdown_table,
     prediction_hint,
@@ -191,7 +192,7 @@ def stage_model(ctx: StudyContext) -> Section:
     hook_rows += [[f"`{k}`", str(tuple(v)), "–"] for k, v in cache["other_hooks"].items()]
     sk = cache["stack_hook_node_out"]
     md = [
-        f"Checkpoint `{a.checkpoint_path}` ({a.checkpoint_source}): {cfg.processor} processor, "
+        f"Checkpoint `{checkpoint_label(a)}` ({a.checkpoint_source}): {cfg.processor} processor, "
         f"d_model {cfg.d_model}, hint mode {cfg.hint_mode}, {results['parameters']:,} parameters"
         + (f", trained {meta['step']} steps" if "step" in meta else "")
         + (

@@ -18,7 +18,7 @@ from hooked_nar.app.common import PROG
 from hooked_nar.app.study.browser import stage_browser
 from hooked_nar.app.study.causal import stage_causal
 from hooked_nar.app.study.circuit import CIRCUIT_DIR, stage_circuit
-from hooked_nar.app.study.context import Section, StudyContext, markdown_table
+from hooked_nar.app.study.context import Section, StudyContext, checkpoint_label, markdown_table
 from hooked_nar.app.study.data import stage_data
 from hooked_nar.app.study.model import stage_model
 from hooked_nar.app.study.sae import stage_sae
@@ -67,7 +67,7 @@ def _report(ctx: StudyContext, status: str) -> str:
                 ["graphs", a.num_graphs],
                 ["nodes per graph", a.num_nodes],
                 ["seed", a.seed],
-                ["checkpoint", a.checkpoint_path if a.checkpoint_path is not None else "none"],
+                ["checkpoint", checkpoint_label(a)],
                 ["quick", a.quick],
             ],
         ),
