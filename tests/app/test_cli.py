@@ -65,6 +65,17 @@ def test_study_writes_report_results_and_figures(bfs_study):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def _quick_study_graphs() -> CLRSDataset:
+    """The graphs ``study --quick`` draws for bfs (its data stage's dataset)."""
+    return CLRSDataset(
+        "bfs",
+        study_pipeline.QUICK["num_graphs"],
+        sizes=(study_pipeline.QUICK["num_nodes"],),
+        seed=0,
+        progress=False,
+    )
+
+
 def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
     from sae_lens import SAE
 
@@ -75,13 +86,7 @@ def test_study_sae_is_a_saelens_directory_with_the_reported_figures(bfs_study):
     out, res = bfs_study
     sae = SAE.load_from_disk(out / "sae")
     assert sae.cfg.metadata.hook_name == "hook_node_out" and sae.cfg.d_in == 128
-    ds = CLRSDataset(
-        "bfs",
-        study_pipeline.QUICK["num_graphs"],
-        sizes=(study_pipeline.QUICK["num_nodes"],),
-        seed=0,
-        progress=False,
-    )
+    ds = _quick_study_graphs()
     from hooked_nar.model import HookedNAR
 
     keep = sorted(
@@ -194,13 +199,7 @@ def test_train_sae_and_collect_subcommands(tmp_path, capsys):
 
 def test_study_data_statistics_are_the_datasets(bfs_study):
     _, res = bfs_study
-    ds = CLRSDataset(
-        "bfs",
-        study_pipeline.QUICK["num_graphs"],
-        sizes=(study_pipeline.QUICK["num_nodes"],),
-        seed=0,
-        progress=False,
-    )
+    ds = _quick_study_graphs()
     trajs = [data_to_trajectory(d) for d in ds]
     data = res["data"]
     assert data["num_graphs"] == len(ds)
@@ -224,13 +223,7 @@ def test_study_model_numbers_match_evaluate(bfs_study):
     from hooked_nar.model import HookedNAR
 
     out, res = bfs_study
-    ds = CLRSDataset(
-        "bfs",
-        study_pipeline.QUICK["num_graphs"],
-        sizes=(study_pipeline.QUICK["num_nodes"],),
-        seed=0,
-        progress=False,
-    )
+    ds = _quick_study_graphs()
     model = HookedNAR.from_pretrained("bfs")
     direct = json.loads(json.dumps(evaluate(model, ds, batch_size=32)))
     m = res["model"]
