@@ -1,4 +1,4 @@
-"""Training throughput of HookedNAR on CPU: optimizer steps per second.
+"""Training throughput of HookedNAR: optimizer steps per second (CPU, or ``--device cuda``).
 
 For each processor of the registry (``hooked_nar.model.processors.PROCESSORS``; ``discrete`` in
 its stepwise config, ``hooked_nar.train_discrete.discrete_config``), d_model 128 and 64, and
@@ -18,7 +18,9 @@ cores are busy, two OpenMP threads spin-wait on each other and a step gets many 
 batch 32, graphs of n in {4, 7, 11, 13, 16} as ``hooked-nar train`` draws them): recurrent with
 supervised hints (the old default), recurrent re-encoding its own soft hints (Ibarz et al.), and
 stepwise (every step fed the true previous hints, all steps in one forward;
-``hooked_nar.stepwise``): steps/s and trajectories/s (graphs/s), round-robin as above.
+``hooked_nar.stepwise``), and the discrete processor (``discrete_config``, d_model 16, fed the
+true hints as ``hooked-nar train --processor discrete`` trains it): steps/s and trajectories/s
+(graphs/s), round-robin as above. ``--device cuda`` times them on a GPU (synchronised).
 
 ``--time-to-target RUN_DIR...``: the CPU seconds (validation included) each training run took
 to first reach validation scores 0.9, 0.95 and 0.99, from its ``history.json``.
@@ -64,12 +66,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1)")
     parser.add_argument("--modes", action="store_true", help="recurrent vs stepwise training")
     parser.add_argument("--time-to-target", nargs="+", metavar="RUN_DIR", default=None)
+    parser.add_argument("--device", default="cpu", help="with --modes: cpu (default) or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.time_to_target:
         return time_to_target(args.time_to_target)
     if args.modes:
-        return bench_modes(args.steps or 10, args.warmup)
+        return bench_modes(args.steps or 10, args.warmup, torch.device(args.device))
     steps = args.steps or (5 if args.quick else 10)
     if args.d_models:
         d_models = tuple(int(d) for d in args.d_models.split(","))
@@ -141,7 +144,7 @@ def main(argv=None) -> None:
     print(f"total {perf_counter() - t_start:.1f} s of stepping")
 
 
-#: Training modes of ``--modes``: (config keywords, stepwise).
+#: Training modes of ``--modes``: (config keywords, stepwise); ``None``: the discrete processor.
 MODES = {
     "recurrent, supervised hints": ({}, False),
     "recurrent, own soft hints": ({"hint_mode": "encoded"}, False),
@@ -149,19 +152,22 @@ MODES = {
         {"hint_mode": "encoded", "hidden_recurrence": False, "hint_feedback": "hard"},
         True,
     ),
+    "discrete (true hints)": (None, False),
 }
 
 
-def bench_modes(steps: int, warmup: int) -> None:
+def bench_modes(steps: int, warmup: int, device: torch.device) -> None:
     """Steps/s and trajectories/s of each training mode, round-robin over the same batches."""
     rounds = warmup + steps
     runs = []
     for algorithm in ("dijkstra", "dfs"):
         ds = CLRSDataset(algorithm, BATCH_SIZE * rounds, sizes=TRAIN_SIZES, seed=0, progress=False)
-        batches = list(itertools.islice(CLRSLoader(ds, BATCH_SIZE, shuffle=True, seed=0), rounds))
+        loader = CLRSLoader(ds, BATCH_SIZE, shuffle=True, seed=0, device=device)
+        batches = list(itertools.islice(loader, rounds))
         for mode, (kw, stepwise) in MODES.items():
             torch.manual_seed(0)
-            model = HookedNAR(NARConfig(algorithm, d_model=64, **kw)).train()
+            config = discrete_config(algorithm) if kw is None else NARConfig(algorithm, 64, **kw)
+            model = HookedNAR(config).to(device).train()
             model.ensure_steps(max(int(b.length.max()) - 1 for b in batches))
             runs.append({"algorithm": algorithm, "mode": mode, "model": model, "batches": batches,
                          "stepwise": stepwise, "times": [],
@@ -176,10 +182,13 @@ def bench_modes(steps: int, warmup: int) -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             run["opt"].step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             if r >= warmup:
                 run["times"].append(perf_counter() - t0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU; mpnn d_model 64, "
-          f"batch {BATCH_SIZE} graphs, n in {TRAIN_SIZES}; {warmup} warm-up + {steps} timed "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {where}; mpnn d_model 64"
+          f" (discrete 16), batch {BATCH_SIZE} graphs, n in {TRAIN_SIZES}; {warmup} warm-up + {steps} timed "
           "steps per mode, round-robin")
     header = f"{'algorithm':<9} {'mode':<28} {'step ms (median)':>16} {'steps/s':>8} {'traj/s':>8}"
     print(header)

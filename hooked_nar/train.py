@@ -37,7 +37,7 @@ def _save_training_state(path: Path, model, optimizer, state: dict, metadata: di
         write_model_files(model, tmp, metadata)
         opt = optimizer.state_dict()
         tensors = {
-            f"{i}.{k}": v.detach().clone().reshape(-1) if v.dim() == 0 else v.detach().clone()
+            f"{i}.{k}": v.detach().cpu().clone().reshape(-1) if v.dim() == 0 else v.detach().cpu()
             for i, s in opt["state"].items()
             for k, v in s.items()
         }
@@ -128,7 +128,7 @@ class TrainOptions:
 
 def randomise_positions(batch, generator: torch.Generator) -> None:
     """Replace ``batch.pos`` [N] in place by sorted uniform numbers within each graph."""
-    u = torch.rand(batch.num_nodes, generator=generator)
+    u = torch.rand(batch.num_nodes, generator=generator).to(batch.pos.device)
     order = torch.argsort(batch.batch.double() * 2 + u.double())  # by graph, then value
     batch.pos = u[order].to(batch.pos.dtype)  # nodes of a graph are contiguous
 
@@ -173,6 +173,7 @@ def train(
     resume: bool = True,
     data_seed: int = 0,
     progress: bool = True,
+    device: str | torch.device = "cpu",
     **recipe,
 ) -> tuple[HookedNAR, dict]:
     """Train a ``HookedNAR`` on graphs with n in {4, 7, 11, 13, 16}; validate on n = 16.
@@ -182,7 +183,9 @@ def train(
     ``generator="mixed"`` graphs, the defaults of ``hooked-nar train``.
 
     ``recipe``: the other fields of :class:`TrainOptions` (``generator``, ``stepwise``,
-    ``randomise_positions``, ``grad_clip``). With ``out``: ``out/best`` (best validation
+    ``randomise_positions``, ``grad_clip``). ``device``: where the model and batches live
+    (data are generated on the CPU; checkpoints are written from CPU copies, so a model
+    trained on ``"cuda"`` loads anywhere). With ``out``: ``out/best`` (best validation
     score) and ``out/last`` (model plus optimizer state, resumed from when ``resume``; a
     resumed run must ask for the same config and options but ``steps`` / ``eval_every``),
     ``out/learning_curve.png``, ``out/history.json``. Returns the best model (weights as at
@@ -218,7 +221,7 @@ def train(
         seed=data_seed + 10_000,
         progress=False,
     )
-    model = HookedNAR(config).train()
+    model = HookedNAR(config).to(device).train()  # initialised on the CPU, so seeds agree
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = {
         "step": [],
@@ -242,7 +245,9 @@ def train(
     else:
         best_state = {k: v.clone() for k, v in model.state_dict().items()}
 
-    loader = CLRSLoader(train_set, batch_size=batch_size, shuffle=True, seed=config.seed + start)
+    loader = CLRSLoader(
+        train_set, batch_size=batch_size, shuffle=True, seed=config.seed + start, device=device
+    )
     positions = torch.Generator().manual_seed(config.seed + start)
     batches = iter(loader)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from hooked_nar.model import HookedNAR, NARConfig
 from hooked_nar.train import train
 
@@ -42,6 +44,7 @@ def train_discrete(
     resume: bool = True,
     data_seed: int = 0,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[HookedNAR, dict]:
     """Train a discrete model (``config`` as :func:`discrete_config` makes it) stepwise;
     validation, checkpoints and the returned (best model, history) as :func:`train`.
@@ -66,5 +69,6 @@ def train_discrete(
         resume=resume,
         data_seed=data_seed,
         progress=progress,
+        device=device,
         generator="mixed",
     )

@@ -76,6 +76,7 @@ def test_study_sizes_with_nothing_to_study_exit_2_before_work(
         (["--lr", "-1"], "--lr must be a positive"),
         (["--teacher-forcing", "2"], "--teacher-forcing must be in [0, 1]"),
         (["--eval-every", "0"], "--eval-every must be >= 1"),
+        (["--device", "gpu0"], "--device 'gpu0' is not a torch device"),
     ],
 )
 def test_train_bad_arguments_exit_2_before_work(extra, needle, tmp_path, capsys, monkeypatch):

@@ -108,6 +108,28 @@ def test_training_steps_on_the_device_follow_the_cpu():
     )
 
 
+def test_the_training_loop_on_the_device_follows_the_cpu(tmp_path):
+    """``train(..., device=)`` from the same seed: the same losses and validation, and its
+    checkpoints (written from CPU copies) load on the CPU with the weights it trained."""
+    from hooked_nar.model import NARConfig
+    from hooked_nar.train import train
+
+    cfg = NARConfig("dijkstra", d_model=32, seed=3)
+    kw = {"steps": 6, "batch_size": 8, "num_train": 16, "num_val": 8, "eval_every": 3}
+    (cpu_model, cpu_hist), (gpu_model, gpu_hist) = (
+        train(cfg, **kw, out=tmp_path / name, progress=False, device=dev, randomise_positions=True)
+        for name, dev in (("cpu", torch.device("cpu")), ("device", DEVICE))
+    )
+    torch.testing.assert_close(
+        torch.tensor(gpu_hist["loss"]), torch.tensor(cpu_hist["loss"]), atol=2e-3, rtol=2e-3
+    )
+    assert gpu_hist["val_step"] == cpu_hist["val_step"] == [3, 6]
+    assert all(_on_device(p) for p in gpu_model.parameters())
+    saved = HookedNAR.from_pretrained(tmp_path / "device" / "best")
+    for key, value in saved.state_dict().items():
+        torch.testing.assert_close(value, gpu_model.state_dict()[key].cpu())
+
+
 @pytest.fixture(scope="module")
 def bfs_sae():
     """The shipped BFS model on both devices, stores, and a small top-k SAE trained on each."""

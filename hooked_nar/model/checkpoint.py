@@ -27,7 +27,7 @@ def write_model_files(model: HookedNAR, directory: Path, metadata: dict | None =
     """Write ``config.json`` (config plus metadata) and ``model.safetensors`` into ``directory``."""
     payload = {"config": model.cfg.to_dict(), "metadata": metadata or {}}
     (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2))
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / WEIGHTS_NAME)
 
 

@@ -118,6 +118,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of model and data (default: 0)")
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="where to train: cpu (default), cuda, cuda:1, ... (checkpoints load anywhere)",
+    )
+    p.add_argument(
         "--out", required=True, help="output directory (best/, last/, learning_curve.png)"
     )
     p.add_argument("--no-resume", action="store_true", help="start over even if out/last exists")
@@ -155,6 +160,7 @@ def _validate(args: argparse.Namespace) -> None:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    _check_device(args.device)
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a positive finite number, got {args.lr}")
     from hooked_nar.data.generators import GENERATORS
@@ -167,6 +173,20 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--grad-clip must be a finite number >= 0, got {args.grad_clip}")
     if not 0.0 <= args.teacher_forcing <= 1.0:
         raise UsageError(f"--teacher-forcing must be in [0, 1], got {args.teacher_forcing}")
+
+
+def _check_device(device: str) -> None:
+    """UsageError unless ``device`` names a torch device this machine has."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device!r}: this machine has no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device!r}: only cpu and cuda are supported")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +227,7 @@ def _train(args: argparse.Namespace, out):
         "out": out,
         "resume": not args.no_resume,
         "data_seed": args.seed,
+        "device": args.device,
     }
     if args.processor == "discrete":
         from hooked_nar.train_discrete import discrete_config, train_discrete
