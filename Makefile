@@ -4,7 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ALGORITHM ?= bfs
-# a shipped checkpoint to study instead of ALGORITHM's default one, e.g. dijkstra-discrete
+# a shipped checkpoint to study instead of ALGORITHM's default (its best: the discrete one where
+# shipped), e.g. dijkstra for the continuous model
 # (its algorithm comes from the checkpoint; the report goes to runs/CHECKPOINT)
 CHECKPOINT ?=
 

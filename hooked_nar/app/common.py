@@ -60,7 +60,8 @@ def add_model_arguments(p: argparse.ArgumentParser, default_output: str) -> None
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="checkpoint name or directory (default: the shipped one of ALGORITHM)",
+        help="checkpoint name or directory (default: the best shipped one of ALGORITHM, "
+        "its discrete checkpoint where one is shipped)",
     )
     p.add_argument(
         "--output",
@@ -91,11 +92,13 @@ def resolve_algorithm(algorithm: str | None, checkpoint: str | None, default: st
 
 
 def run_name(checkpoint: str | None, algorithm: str) -> str:
-    """The folder name of a run under ``runs/``: a shipped checkpoint's name
-    (``dijkstra-discrete``), so that studies of two checkpoints of one algorithm do not replace
-    each other's output, else the algorithm."""
-    from hooked_nar.model.checkpoint import shipped_checkpoints
+    """The folder name of a run under ``runs/``: the shipped checkpoint it studies
+    (``--checkpoint``, else the algorithm's :func:`default_checkpoint`, e.g.
+    ``dijkstra-discrete``), so that studies of two checkpoints of one algorithm do not replace
+    each other's output; the algorithm for a checkpoint folder of the user's."""
+    from hooked_nar.model.checkpoint import default_checkpoint, shipped_checkpoints
 
+    checkpoint = default_checkpoint(algorithm) if checkpoint is None else checkpoint
     return checkpoint if checkpoint in shipped_checkpoints() else algorithm
 
 

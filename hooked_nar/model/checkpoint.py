@@ -44,6 +44,15 @@ def shipped_checkpoints() -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file())
 
 
+def default_checkpoint(algorithm: str) -> str:
+    """The shipped checkpoint that commands given only ``--algorithm`` load: the algorithm's
+    best on CLRS-30's out-of-distribution test (README, "Shipped checkpoints"). That is its
+    discrete checkpoint where one is shipped (exact on every benchmark split, which no
+    continuous checkpoint is), else its continuous one (named as the algorithm)."""
+    discrete = f"{algorithm}-discrete"
+    return discrete if discrete in shipped_checkpoints() else algorithm
+
+
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A shipped checkpoint name (``"bfs"``) or a directory path.
 

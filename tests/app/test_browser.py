@@ -33,7 +33,7 @@ def run(tmp_path_factory):
     from hooked_nar.app.cli import main
 
     out = tmp_path_factory.mktemp("browser") / "bfs"
-    argv = ["study", "--algorithm", "bfs", "--quick", "--browser", "--output", str(out), "-q"]
+    argv = ["study", "--checkpoint", "bfs", "--quick", "--browser", "--output", str(out), "-q"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     browser = out / "browser"

@@ -45,6 +45,7 @@ def test_quick_run_writes_a_report(tmp_path, capsys):
         (["--algorithm", "bfs", "--nodes", "2"], "--nodes must be >= 3"),
         (["--algorithm", "bfs", "dijkstra", "--checkpoint", "bfs"], "exactly one"),
         (["--algorithm", "bfs", "--mask-swaps", "-1"], "--mask-swaps must be >= 0"),
+        (["--algorithm", "dijkstra", "--checkpoint", "dijkstra-discrete"], "carry no gradient"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(argv, message, capsys, tmp_path):

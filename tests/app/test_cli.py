@@ -41,7 +41,8 @@ def _assert_png(path) -> None:
 @pytest.fixture(scope="module")
 def bfs_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "bfs"
-    assert _run(["study", "--algorithm", "bfs", "--quick", "--output", str(out), "--quiet"]) == 0
+    # the continuous model (``--algorithm bfs`` alone would study bfs-discrete, d_model 16)
+    assert _run(["study", "--checkpoint", "bfs", "--quick", "--output", str(out), "--quiet"]) == 0
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -123,7 +124,7 @@ def test_patch_subcommand_on_the_study_sae(bfs_study, tmp_path):
     out, res = bfs_study
     argv = [
         "patch",
-        "--algorithm",
+        "--checkpoint",
         "bfs",
         "--sae",
         str(out / "sae"),

@@ -70,7 +70,9 @@ def test_checkpoint_alone_selects_its_algorithm_and_its_own_run_folder(
     tmp_path, monkeypatch, capsys
 ):
     """``--checkpoint dijkstra-discrete`` needs no ``--algorithm`` (``make demo CHECKPOINT=...``
-    passes none) and writes runs/dijkstra-discrete, not over the continuous model's runs/dijkstra."""
+    passes none) and writes runs/dijkstra-discrete, not over the continuous model's
+    runs/dijkstra; ``--algorithm`` alone loads the algorithm's best checkpoint, the discrete
+    one where shipped, and writes under its name."""
     from hooked_nar.app import study as study_pipeline
     from hooked_nar.app.commands import patch as patch_command
     from hooked_nar.app.common import UsageError
@@ -85,8 +87,12 @@ def test_checkpoint_alone_selects_its_algorithm_and_its_own_run_folder(
     monkeypatch.setattr(study_pipeline, "run_study", fake_study)
     assert main(["study", "--checkpoint", "dijkstra-discrete", "-q"]) == 2
     assert seen["study"] == ("dijkstra", Path("runs") / "dijkstra-discrete", "given")
-    assert main(["study", "--algorithm", "dijkstra", "-q"]) == 2  # the shipped continuous one
-    assert seen["study"] == ("dijkstra", Path("runs") / "dijkstra", "shipped")
+    assert main(["study", "--algorithm", "dijkstra", "-q"]) == 2  # its best: the discrete one
+    assert seen["study"] == ("dijkstra", Path("runs") / "dijkstra-discrete", "shipped")
+    assert main(["study", "--checkpoint", "dijkstra", "-q"]) == 2  # the continuous one
+    assert seen["study"] == ("dijkstra", Path("runs") / "dijkstra", "given")
+    assert main(["study", "--algorithm", "bellman_ford", "-q"]) == 2  # no discrete one shipped
+    assert seen["study"] == ("bellman_ford", Path("runs") / "bellman_ford", "shipped")
 
     def fake_load_model(checkpoint, algorithm):
         seen["patch"] = (checkpoint, algorithm)
@@ -95,8 +101,8 @@ def test_checkpoint_alone_selects_its_algorithm_and_its_own_run_folder(
     monkeypatch.setattr(patch_command, "load_model", fake_load_model)
     assert main(["patch", "--checkpoint", "mst_prim-discrete"]) == 2
     assert seen["patch"] == ("mst_prim-discrete", "mst_prim")
-    assert main(["patch"]) == 2  # no checkpoint: bfs, as documented
-    assert seen["patch"] == ("bfs", "bfs")
+    assert main(["patch"]) == 2  # no checkpoint: bfs's best, as documented
+    assert seen["patch"] == ("bfs-discrete", "bfs")
     capsys.readouterr()
     assert main(["study", "-q"]) == 2  # neither: one line naming what is missing
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,7 +16,8 @@ TINY += ["--causal-graphs", "2", "--num-null", "1", "--no-progress", "-q"]
 
 def test_circuit_stage_records_the_quick_circuit_run(tmp_path):
     out = tmp_path / "study"
-    assert main(["study", "--algorithm", "bfs", "--quick", "--circuit", *TINY, "-o", str(out)]) == 0
+    argv = ["study", "--checkpoint", "bfs", "--quick", "--circuit", *TINY, "-o", str(out)]
+    assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["stages"] == ["data", "model", "sae", "causal", "circuit"] and res["complete"]
     circ = res["circuit"]
@@ -25,7 +26,9 @@ def test_circuit_stage_records_the_quick_circuit_run(tmp_path):
     assert circ["agreement"] == own["agreement"]
     assert circ["full_model"]["node_accuracy"] == own["settings"]["eval_full"]["node_accuracy"]
     assert (
-        circ["command"] == own["command"] == "hooked-nar circuit --algorithm bfs --quick --seed 0"
+        circ["command"]
+        == own["command"]
+        == "hooked-nar circuit --algorithm bfs --checkpoint bfs --quick --seed 0"
     )
     # the quick settings of `hooked-nar circuit --quick`, judged at the tied granularity
     assert circ["options"]["num_graphs"] == 4 and circ["options"]["granularities"] == ["tied"]
@@ -45,6 +48,17 @@ def test_circuit_stage_records_the_quick_circuit_run(tmp_path):
     assert set(circ["figures"]) >= {"agreement", "faithfulness_tied", "edges"}
     report = (out / "report.md").read_text()
     assert "## 5. Circuits" in report and "(circuit/agreement.png)" in report
+
+
+def test_on_the_default_discrete_checkpoint_the_circuit_stage_says_why_it_was_skipped(tmp_path):
+    """``--algorithm bfs`` studies bfs-discrete (the best shipped bfs), whose hard states
+    give EAP nothing to differentiate: the stage says so instead of failing."""
+    out = tmp_path / "study"
+    assert main(["study", "--algorithm", "bfs", "--quick", "--circuit", *TINY, "-o", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"]["checkpoint"].endswith("bfs-discrete") and res["complete"]
+    assert res["circuit"]["run"] is False and not (out / "circuit").exists()
+    assert "carry no gradient" in (out / "report.md").read_text()
 
 
 def test_without_a_checkpoint_the_circuit_stage_says_it_was_skipped(tmp_path):

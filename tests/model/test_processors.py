@@ -133,6 +133,20 @@ def test_discrete_checkpoint_executes_the_reference_algorithm_exactly(algorithm)
                 assert torch.equal(got.to(want.dtype), want), field.name
 
 
+def test_commands_default_to_the_exact_discrete_checkpoint_where_one_is_shipped():
+    """``default_checkpoint`` (what ``--algorithm`` alone loads) is the discrete checkpoint,
+    exact by the test above, for exactly the algorithms that ship one."""
+    from hooked_nar.algorithms import ALGORITHMS
+    from hooked_nar.model.checkpoint import default_checkpoint, shipped_checkpoints
+
+    shipped = shipped_checkpoints()
+    for algorithm in ALGORITHMS:
+        want = f"{algorithm}-discrete" if algorithm in DISCRETE else algorithm
+        assert default_checkpoint(algorithm) == want, algorithm
+    assert {a for a in ALGORITHMS if default_checkpoint(a) in shipped} >= set(DISCRETE)
+    assert {f"{a}-discrete" for a in DISCRETE} <= set(shipped)
+
+
 def test_discrete_scalar_candidates_are_learned_per_algorithm():
     assert HookedNAR.from_pretrained("dijkstra-discrete").processor.scalar_form() == 0  # d_u + w
     assert HookedNAR.from_pretrained("mst_prim-discrete").processor.scalar_form() == 1  # w_uv

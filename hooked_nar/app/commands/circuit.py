@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="checkpoint directory (one algorithm only; default: the shipped one)",
+        help="checkpoint name or directory (one algorithm only; default: the shipped continuous "
+        "one, as attribution needs gradients, which discrete states do not carry)",
     )
     p.add_argument(
         "--kind",
@@ -86,6 +87,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _check_differentiable(checkpoint: str) -> None:
+    """UsageError for a checkpoint whose processor carries no gradient (discrete states)."""
+    from hooked_nar.model.checkpoint import checkpoint_config
+
+    try:
+        processor = checkpoint_config(checkpoint).get("processor")
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--checkpoint {checkpoint!r}: {e}") from None
+    if processor == "discrete":
+        raise UsageError(
+            f"--checkpoint {checkpoint!r} is a discrete processor: its hard states carry no "
+            "gradient for EAP / EAP-IG; `hooked-nar patch` measures its units exactly"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, run every algorithm, write the reports (and the overlap of two); exit code."""
     from hooked_nar.algorithms import SPECS
@@ -99,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--algorithm {alg!r} has no pointer output pi to score circuits on")
     if args.checkpoint is not None and len(algorithms) != 1:
         raise UsageError("--checkpoint needs exactly one --algorithm")
+    if args.checkpoint is not None:
+        _check_differentiable(args.checkpoint)
     for flag, low in (
         ("nodes", 3),
         ("num_graphs", 1),

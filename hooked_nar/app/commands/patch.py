@@ -158,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
     torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint or args.algorithm, args.algorithm)
+    from hooked_nar.model.checkpoint import default_checkpoint
+
+    args.checkpoint = args.checkpoint or default_checkpoint(args.algorithm)
+    model = load_model(args.checkpoint, args.algorithm)
     out = output_dir(args.output or Path("runs/patch") / run_name(args.checkpoint, args.algorithm))
     t_start = time.perf_counter()
     say = lambda msg: print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)  # noqa: E731
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         "## Setup",
         "",
-        f"- checkpoint: `{args.checkpoint or args.algorithm}` (d_model {model.cfg.d_model})",
+        f"- checkpoint: `{args.checkpoint}` (d_model {model.cfg.d_model})",
         f"- SAE: {sae_text}",
         f"- unit per concept ({args.unit}), AUROCs, nulls and natural scales from "
         f"{len(store)} valid rows of {args.store_graphs} held-out ER graphs (n = {args.nodes}, "

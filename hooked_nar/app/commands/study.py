@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_DIR",
         default=None,
         help="shipped checkpoint name or checkpoint directory; must be a model of "
-        "ALGORITHM (default: the shipped checkpoint of ALGORITHM, if any)",
+        "ALGORITHM (default: the best shipped checkpoint of ALGORITHM, if any: its discrete "
+        "one where shipped)",
     )
     parser.add_argument(
         "--num-graphs",
@@ -190,7 +191,7 @@ def _checkpoint(name_or_dir: str) -> tuple[Path, str | None]:
 def _validate_study(args: argparse.Namespace) -> None:
     """Fill defaults and check every argument; raises UsageError before any long work."""
     from hooked_nar.algorithms import ALGORITHMS
-    from hooked_nar.model.checkpoint import shipped_checkpoints
+    from hooked_nar.model.checkpoint import default_checkpoint, shipped_checkpoints
 
     args.algorithm = resolve_algorithm(args.algorithm, args.checkpoint, default=None)
     if args.algorithm not in ALGORITHMS:
@@ -221,8 +222,8 @@ def _validate_study(args: argparse.Namespace) -> None:
                 f"--checkpoint {args.checkpoint!r} is a {ck_alg} model, not {args.algorithm}"
             )
         args.checkpoint_path, args.checkpoint_source = path, "given"
-    elif args.algorithm in shipped_checkpoints():
-        path, ck_alg = _checkpoint(args.algorithm)
+    elif default_checkpoint(args.algorithm) in shipped_checkpoints():
+        path, ck_alg = _checkpoint(default_checkpoint(args.algorithm))
         if ck_alg == args.algorithm:
             args.checkpoint_path, args.checkpoint_source = path, "shipped"
     args.sae_model = None

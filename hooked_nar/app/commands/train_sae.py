@@ -134,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint or args.algorithm, args.algorithm)
+    from hooked_nar.model.checkpoint import default_checkpoint
+
+    args.checkpoint = args.checkpoint or default_checkpoint(args.algorithm)
+    model = load_model(args.checkpoint, args.algorithm)
     sae = None if args.sae is None else load_sae_checked(args.sae, model)
     out = output_dir(args.output or Path("runs/sae") / run_name(args.checkpoint, args.algorithm))
 
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed + 10_000,
         progress=False,
     )
-    name = args.checkpoint or args.algorithm
+    name = args.checkpoint
     result = sae_study(
         model,
         train_data,

@@ -29,6 +29,8 @@ def stage_circuit(ctx: StudyContext) -> Section:
     why = None
     if ctx.model is None:
         why = "no checkpoint"
+    elif ctx.model.cfg.processor == "discrete":
+        why = "a discrete processor's hard states carry no gradient for EAP / EAP-IG"
     elif not has_pointer_output(ctx.algorithm):
         why = f"{ctx.algorithm} has no pointer output pi to score circuits on"
     if why is not None:
