@@ -1,5 +1,6 @@
 """How much of an SAE's concept picture is its training seed? Train the algorithm's recipe SAE
-(``hooked_nar.app.sae_study.RECIPES``) with several seeds on the activations ``hooked-nar study`` uses.
+(``hooked_nar.app.sae_study.RECIPES``) with several seeds on the activations ``hooked-nar study
+--checkpoint ALGORITHM`` uses (the continuous checkpoint named as the algorithm).
 
     python examples/sae_seeds.py --algorithm mst_prim --seeds 10    # ~4 min on one CPU thread
 
@@ -53,7 +54,7 @@ def _spread(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--algorithm", default="mst_prim", help="shipped checkpoint (default: mst_prim)")
+    p.add_argument("--algorithm", default="mst_prim", help="shipped continuous checkpoint (default: mst_prim)")
     p.add_argument("--seeds", type=int, default=10, help="SAE training seeds 0..N-1 (default: 10)")
     p.add_argument("--steps", type=int, default=None, help="SAE steps (default: the recipe's)")
     p.add_argument("--output", default=None, help="default runs/sae_seeds/<algorithm>")
