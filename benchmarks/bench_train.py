@@ -187,9 +187,9 @@ def bench_modes(steps: int, warmup: int, device: torch.device) -> None:
             if r >= warmup:
                 run["times"].append(perf_counter() - t0)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {where}; mpnn d_model 64"
-          f" (discrete 16), batch {BATCH_SIZE} graphs, n in {TRAIN_SIZES}; {warmup} warm-up + {steps} timed "
-          "steps per mode, round-robin")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {where}; mpnn "
+          f"d_model 64 (discrete 16), batch {BATCH_SIZE} graphs, n in {TRAIN_SIZES}; {warmup} "
+          f"warm-up + {steps} timed steps per mode, round-robin")
     header = f"{'algorithm':<9} {'mode':<28} {'step ms (median)':>16} {'steps/s':>8} {'traj/s':>8}"
     print(header)
     print("-" * len(header))

@@ -182,7 +182,9 @@ def _check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise UsageError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+        raise UsageError(
+            f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {device!r}: this machine has no CUDA device")
     if dev.type not in ("cpu", "cuda"):
