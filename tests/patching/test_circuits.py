@@ -17,6 +17,7 @@ from patching.circuits.masking import learned_mask_scores, refine_top_k
 from patching.circuits.scoring import eap_ig_scores, eap_scores, exact_scores
 from patching.circuits.sites import UPDATE, processor_sites, site_hooks
 from patching.metrics import Metric, node_accuracy, pointer_logit_diff
+from tests.model_helpers import SUPERVISED_BELLMAN_FORD
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def pairs():
 
 
 def _model() -> HookedNAR:
-    return HookedNAR.from_pretrained("bellman_ford").eval()
+    return HookedNAR.from_pretrained(SUPERVISED_BELLMAN_FORD).eval()
 
 
 def _runs(model, pairs, ablation="counterfactual", metric=None, task=False) -> AblationRuns:
@@ -300,7 +301,7 @@ def test_every_export_resolves():
 def test_same_initial_processor():
     from patching.circuits.report import same_initial_processor
 
-    bf, dj, bfs = (HookedNAR.from_pretrained(a) for a in ("bellman_ford", "dijkstra", "bfs"))
+    bf, dj, bfs = (HookedNAR.from_pretrained(a) for a in (SUPERVISED_BELLMAN_FORD, "dijkstra", "bfs"))
     state = torch.random.get_rng_state()
     assert same_initial_processor(bf, dj)  # seed 0, d_model 64 both
     assert not same_initial_processor(bf, bfs)  # d_model 128

@@ -20,6 +20,7 @@ from patching.circuits.discovery import counterfactual_pairs
 from patching.circuits.scoring import eap_ig_scores, eap_scores, exact_scores
 from patching.circuits.sites import cut_hidden_carry, site_hooks
 from patching.metrics import pointer_logit_diff
+from tests.model_helpers import SUPERVISED_BELLMAN_FORD
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_hint_feedback_gradients_follow_the_reencoded_hints(feedback):
 
 
 def test_hint_feedback_gradients_change_nothing_without_hint_feedback(pairs):
-    model = HookedNAR.from_pretrained("bellman_ford")  # hints supervised, not re-encoded
+    model = HookedNAR.from_pretrained(SUPERVISED_BELLMAN_FORD)  # hints supervised, not re-encoded
     batch = collate([cf.clean for cf in pairs])
     out, grad = _grad_of_outputs_wrt_first_state(model, batch)
     with model.hint_feedback_gradients():
@@ -99,7 +100,7 @@ def _carry_jacobian(model, batch, cut: bool):
 
 def test_cut_hidden_carry_removes_exactly_the_carry(pairs):
     batch = collate([cf.clean for cf in pairs])
-    model = HookedNAR.from_pretrained("bellman_ford")
+    model = HookedNAR.from_pretrained(SUPERVISED_BELLMAN_FORD)
     h1, gate, v, full = _carry_jacobian(model, batch, cut=False)
     h1_cut, _, _, cut = _carry_jacobian(model, batch, cut=True)
     assert torch.equal(h1, h1_cut)
@@ -114,7 +115,7 @@ def test_cut_hidden_carry_removes_exactly_the_carry(pairs):
 @pytest.mark.parametrize("ablation", ["counterfactual", "mean", "zero"])
 def test_message_aggregate_is_the_same_intervention(pairs, ablation):
     """Replacing every message by its reference gives exactly the aggregate reference."""
-    model = HookedNAR.from_pretrained("bellman_ford")
+    model = HookedNAR.from_pretrained(SUPERVISED_BELLMAN_FORD)
     runs = _runs(model, pairs, ablation)
     site = runs.message_aggregate()
     assert site is not None and site.rows == "node"
@@ -126,7 +127,7 @@ def test_message_aggregate_is_the_same_intervention(pairs, ablation):
 
 
 def test_message_aggregate_refused_when_the_aggregate_is_not_the_messages(pairs):
-    model = HookedNAR.from_pretrained("bellman_ford")
+    model = HookedNAR.from_pretrained(SUPERVISED_BELLMAN_FORD)
     model.ensure_steps(16)
     for t in range(16):
         model.add_perma_hook(f"steps.{t}.hook_aggr", lambda x, hook: x + 1.0)
@@ -143,7 +144,7 @@ def test_attribution_ranks_tied_units_as_exact_patching_does(pairs):
     """On bellman_ford's tied units EAP and EAP-IG agree with exact patching (Spearman over
     the units above 1% of the largest exact effect); message units read at the messages
     themselves agree less (max aggregation: the gradient sees only the winning edge)."""
-    runs = _runs(HookedNAR.from_pretrained("bellman_ford"), pairs)
+    runs = _runs(HookedNAR.from_pretrained(SUPERVISED_BELLMAN_FORD), pairs)
     comps = Components(runs.sites, "tied", runs.S)
     exact = exact_scores(runs, comps).mean()
     matter = exact.abs() > 0.01 * exact.abs().max()
