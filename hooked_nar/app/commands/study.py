@@ -222,8 +222,8 @@ def _validate_study(args: argparse.Namespace) -> None:
                 f"--checkpoint {args.checkpoint!r} is a {ck_alg} model, not {args.algorithm}"
             )
         args.checkpoint_path, args.checkpoint_source = path, "given"
-    elif default_checkpoint(args.algorithm) in shipped_checkpoints():
-        path, ck_alg = _checkpoint(default_checkpoint(args.algorithm))
+    elif (default := default_checkpoint(args.algorithm)) in shipped_checkpoints():
+        path, ck_alg = _checkpoint(default)
         if ck_alg == args.algorithm:
             args.checkpoint_path, args.checkpoint_source = path, "shipped"
     args.sae_model = None
